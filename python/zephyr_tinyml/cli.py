@@ -1,0 +1,154 @@
+"""Command line: ``tinyml <command>`` and, with the same parser, ``west tinyml <command>``.
+
+Both front doors call :func:`add_commands` to build the parser and :func:`run` to execute; nothing
+here does pipeline work itself.  A :class:`~zephyr_tinyml.errors.TinymlError` becomes one message
+on stderr and exit status 1 (no traceback): its text says what to fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .errors import TinymlError
+
+# TensorFlow's C++ logging (oneDNN notices, tf.data attribute complaints, converter chatter) is noise
+# for our users; real failures still surface as Python exceptions with their messages.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+DEFAULT_BOARD = "qemu_cortex_m3"
+
+
+def _work_dir(args: argparse.Namespace, name: str) -> Path:
+    return Path(args.work_dir) if args.work_dir else Path.cwd() / "build" / "tinyml" / name
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print the shipped model specs with their descriptions."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .spec import list_specs, load_spec
+
+    table = Table(title="models", header_style="bold")
+    for column in ("name", "data set", "layers", "epochs", "boards with budgets", "description"):
+        table.add_column(column)
+    for path in list_specs():
+        spec = load_spec(path)
+        table.add_row(spec.name, spec.dataset, str(len(spec.layers)), str(spec.epochs),
+                      ", ".join(spec.budgets) or "-", spec.description)
+    Console().print(table)
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Train (or reuse), quantize, verify, generate sources; then build the firmware unless told not to."""
+    from rich.console import Console
+
+    from .pipeline import BuildOptions, build_model
+    from .report import summary_table
+    from .spec import load_spec, resolve_spec_path
+    from .ui import RichUI
+
+    spec = load_spec(resolve_spec_path(args.model))
+    console = Console()
+    options = BuildOptions(work_dir=_work_dir(args, spec.name),
+                           data_dir=Path(args.data_dir) if args.data_dir else None,
+                           out_dir=Path(args.out) if args.out else None, retrain=args.retrain,
+                           allow_download=not args.offline)
+    result = build_model(spec, options, RichUI())
+    console.print(summary_table(result))
+    changed = ", ".join(result.generated.changed) or "none (unchanged)"
+    console.print(f"generated sources in {result.generated.folder}; rewritten: {changed}")
+    if args.no_firmware:
+        return 0
+    firmware = _firmware_step()
+    if firmware is None:
+        return 0
+    return firmware(spec, result, args, console)
+
+
+def _firmware_step() -> Callable | None:
+    """The firmware stage's entry point, when that stage is installed (it needs Zephyr)."""
+    try:
+        from .firmware import build_step
+    except ImportError:
+        return None
+    return build_step
+
+
+def add_commands(parser: argparse.ArgumentParser) -> None:
+    """Add every subcommand to ``parser`` (shared by the console script and the west command)."""
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    sub.required = True
+
+    p_list = sub.add_parser("list", help="list the model specs in models/",
+                            description="List the model specs shipped in models/.")
+    p_list.set_defaults(func=cmd_list)
+
+    p_build = sub.add_parser(
+        "build", help="train, int8-quantize, verify on host TFLM, generate C sources, build firmware",
+        description="Run the model pipeline for a spec: train (cached), quantize to int8, verify float / "
+                    "TFLite / TFLM on the full test set, check the acceptance bars, generate C/C++ sources, "
+                    "then build the Zephyr app for --board and check its region budgets.")
+    p_build.add_argument("model", help="model name in models/ (e.g. mnist) or path to a spec .yaml")
+    p_build.add_argument("--data-dir", metavar="DIR",
+                         help="folder with the MNIST IDX .gz files or mnist.npz (default: $TINYML_DATA_DIR, "
+                              "then Keras' download cache)")
+    p_build.add_argument("--work-dir", metavar="DIR",
+                         help="outputs and cache (default: ./build/tinyml/<model>)")
+    p_build.add_argument("--out", metavar="DIR",
+                         help="where to write the generated sources (default: the spec's codegen.output_dir)")
+    p_build.add_argument("--retrain", action="store_true", help="train again even if a cached model matches")
+    p_build.add_argument("--offline", action="store_true", help="never download data")
+    p_build.add_argument("--board", "-b", default=DEFAULT_BOARD,
+                         help=f"Zephyr board for the firmware build (default: {DEFAULT_BOARD})")
+    p_build.add_argument("--build-dir", "-d", metavar="DIR",
+                         help="firmware build folder (default: <work-dir>/<board>)")
+    p_build.add_argument("--run", action="store_true", help="run the firmware after building (QEMU boards)")
+    p_build.add_argument("--no-firmware", action="store_true",
+                         help="stop after generating sources (no Zephyr needed)")
+    p_build.set_defaults(func=cmd_build)
+
+    for extra in _extra_commands():
+        extra(sub)
+
+
+def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
+    """Subcommands of later stages (size reports, on-device evaluation), when present."""
+    found = []
+    for module in ("size_cli", "eval_cli"):
+        try:
+            mod = __import__(f"{__package__}.{module}", fromlist=["add_command"])
+        except ImportError:
+            continue
+        found.append(mod.add_command)
+    return found
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute parsed arguments; user errors become a message and exit status 1."""
+    try:
+        return int(args.func(args) or 0)
+    except TinymlError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; nothing half-written was left behind", file=sys.stderr)
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console-script entry point: ``tinyml ...``."""
+    parser = argparse.ArgumentParser(
+        prog="tinyml", description="Train, quantize, verify and deploy TinyML models to Zephyr boards.")
+    add_commands(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Quantize stage: Keras float model -> full-integer int8 ``.tflite`` with labels as metadata.
+
+Exported with a fixed batch of 1: with a dynamic batch, Keras 3's Flatten lowers to SHAPE +
+STRIDED_SLICE + PACK + RESHAPE, which costs flash and fails on devices whose resolver lacks SHAPE.
+The representative set is drawn (seeded) from the training images only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .data import Dataset, normalize
+from .errors import ModelError
+from .fileio import captured_fd
+from .spec import Spec, build_keras_model
+
+
+def representative_images(spec: Spec, data: Dataset) -> np.ndarray:
+    """``quantization.representative_samples`` training images, normalized, seeded choice."""
+    rng = np.random.default_rng(spec.seed + 1)
+    count = min(spec.representative_samples, len(data.x_train))
+    index = np.sort(rng.choice(len(data.x_train), size=count, replace=False))
+    return normalize(data.x_train[index], spec.norm_scale, spec.norm_offset)
+
+
+def fixed_batch_model(spec: Spec, model: Any) -> Any:
+    """A copy of ``model`` whose input has batch size 1 (same layers, same weights)."""
+    import keras
+
+    single = keras.Sequential(
+        [keras.Input(shape=spec.input_shape, batch_size=1, name="input")]
+        + [keras.layers.deserialize(keras.layers.serialize(layer)) for layer in model.layers],
+        name=spec.name)
+    single.set_weights(model.get_weights())
+    return single
+
+
+def to_int8_tflite(spec: Spec, model: Any, data: Dataset) -> bytes:
+    """Convert with int8 weights, activations, input and output (TFLITE_BUILTINS_INT8 only)."""
+    import tensorflow as tf
+
+    samples = representative_images(spec, data)
+
+    def representative() -> Iterator[list[np.ndarray]]:
+        for image in samples:
+            yield [image[np.newaxis, ...]]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(fixed_batch_model(spec, model))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    # Keras prints its export endpoints and the converter logs from C++: keep the terminal clean,
+    # but put what they said into the error if conversion fails.
+    with captured_fd(2) as native, contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return bytes(converter.convert())
+        except Exception as exc:  # the converter raises many types; all mean "cannot convert"
+            failure = exc
+    raise ModelError(f"the TFLite converter could not make a full-int8 model of '{spec.name}': {failure}\n"
+                     f"{native.getvalue()[-2000:]}Layers that have no int8 kernel must be changed.")
+
+
+def add_label_metadata(spec: Spec, tflite: bytes) -> bytes:
+    """Embed the class labels (and input normalization) as TFLite metadata.
+
+    Uses tflite-support's image-classifier metadata writer, so the model is self-describing for
+    any TFLite tool; the codegen reads the labels back from here, not from the spec.
+    """
+    from tensorflow_lite_support.metadata.python.metadata_writers import image_classifier
+
+    # The writer's normalization is (pixel - mean) / std; ours is pixel * scale + offset.
+    mean = -spec.norm_offset / spec.norm_scale
+    std = 1.0 / spec.norm_scale
+    with tempfile.TemporaryDirectory() as folder:
+        labels = Path(folder) / "labels.txt"
+        labels.write_text("".join(f"{label}\n" for label in spec.labels), encoding="utf-8")
+        writer = image_classifier.MetadataWriter.create_for_inference(
+            tflite, [mean], [std], [str(labels)])
+        return bytes(writer.populate())
+
+
+def quantize(spec: Spec, model: Any, data: Dataset) -> bytes:
+    """The deployable model: int8 ``.tflite`` with label metadata."""
+    return add_label_metadata(spec, to_int8_tflite(spec, model, data))

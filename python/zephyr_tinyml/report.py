@@ -1,0 +1,36 @@
+"""Summary tables for a finished build (rich for terminals)."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from .pipeline import BuildResult
+
+
+def summary_table(result: BuildResult) -> Table:
+    """Accuracies, agreement, sizes, cost and stage times in one table."""
+    v = result.verification
+    table = Table(title=f"{result.spec.name}: model summary", show_header=True, header_style="bold")
+    table.add_column("item")
+    table.add_column("value", justify="right")
+    rows = [
+        ("float Keras accuracy", f"{v.float_accuracy:.2f} %"),
+        ("int8 TFLite accuracy (optimized kernels)", f"{v.tflite_accuracy:.2f} %"),
+        ("int8 TFLite accuracy (reference kernels)", f"{v.tflite_ref_accuracy:.2f} %"),
+        ("int8 TFLM accuracy", f"{v.tflm_accuracy:.2f} %"),
+        ("float -> int8 drop", f"{v.accuracy_drop:.2f} points"),
+        ("TFLM vs TFLite-reference mismatches", f"{v.ref_mismatches} / {v.images:,}"),
+        ("TFLM vs TFLite-optimized argmax agreement", f"{v.optimized_argmax_agreement:,} / {v.images:,}"),
+        ("model (.tflite) bytes", f"{result.info.size:,}"),
+        ("arena bytes (host measured -> generated)", f"{v.arena_host_bytes:,} -> {result.generated.arena_size:,}"),
+        ("parameters", f"{result.params:,}"),
+        ("MACs per inference", f"{result.macs:,}"),
+        ("ops", ", ".join(result.info.unique_ops)),
+        ("generated sources", str(result.generated.folder)),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    for stage, timing in result.timings.items():
+        table.add_row(f"time: {stage}", f"{timing.seconds:.1f} s" + (" (cached)" if timing.cached else ""))
+    table.add_row("time: total", f"{sum(t.seconds for t in result.timings.values()):.1f} s")
+    return table

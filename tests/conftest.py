@@ -1,0 +1,77 @@
+"""Shared fixtures: the real MNIST files, small real specs, and one real short pipeline run.
+
+No mocks: models are trained with Keras, converted with the TFLite converter and run under the
+real TFLM interpreter.  Tiers that cannot run say why in the skip reason.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "python"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+SHARED_MNIST = ROOT.parent / "shared" / "datasets" / "mnist"
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The official MNIST IDX files: $TINYML_DATA_DIR, else ../shared/datasets/mnist."""
+    candidate = Path(os.environ.get("TINYML_DATA_DIR", SHARED_MNIST))
+    if not (candidate / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"MNIST IDX files not found in {candidate}; set TINYML_DATA_DIR to a folder holding them")
+    return candidate
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_dir: Path):
+    """The MNIST data set as the data stage loads it."""
+    from zephyr_tinyml.data import load_dataset
+
+    return load_dataset("mnist", (28, 28, 1), mnist_dir, allow_download=False)
+
+
+def spec_dict(**overrides) -> dict:
+    """The shipped MNIST spec as a dict, with top-level sections replaced/merged by ``overrides``."""
+    data = yaml.safe_load((ROOT / "models" / "mnist.yaml").read_text())
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return data
+
+
+def write_spec(folder: Path, data: dict, name: str = "spec.yaml") -> Path:
+    """Write ``data`` as a spec file; generated sources go to ``folder/generated``."""
+    data = dict(data)
+    data["codegen"] = {**data.get("codegen", {}), "output_dir": "generated"}
+    data["codegen"].pop("app", None)
+    path = folder / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+# A short but real training: 3 epochs of the reference network reach about 98.5 % int8.
+SHORT_TRAINING = {"epochs": 3, "warmup_epochs": 0, "augmentation": {"shift_pixels": 0}}
+
+
+@pytest.fixture(scope="session")
+def short_build(tmp_path_factory, mnist_dir: Path):
+    """One real pipeline run of the reference network with a short training."""
+    from zephyr_tinyml.pipeline import BuildOptions, build_model
+    from zephyr_tinyml.spec import load_spec
+    from zephyr_tinyml.ui import SilentUI
+
+    folder = tmp_path_factory.mktemp("short")
+    spec = load_spec(write_spec(folder, spec_dict(
+        training=SHORT_TRAINING, acceptance={"min_int8_accuracy": 97.0, "max_accuracy_drop": 1.0})))
+    options = BuildOptions(work_dir=folder / "work", data_dir=mnist_dir, allow_download=False)
+    return build_model(spec, options, SilentUI()), options
