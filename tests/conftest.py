@@ -75,3 +75,33 @@ def short_build(tmp_path_factory, mnist_dir: Path):
         training=SHORT_TRAINING, acceptance={"min_int8_accuracy": 97.0, "max_accuracy_drop": 1.0})))
     options = BuildOptions(work_dir=folder / "work", data_dir=mnist_dir, allow_download=False)
     return build_model(spec, options, SilentUI()), options
+
+
+_TIER_OUTCOMES: dict[str, list[str]] = {"host": [], "zephyr": []}
+
+
+def pytest_runtest_logreport(report) -> None:
+    """Remember each test's outcome by tier (``@pytest.mark.zephyr`` or host)."""
+    if report.when == "call" or report.skipped:
+        tier = "zephyr" if "zephyr" in report.keywords else "host"
+        _TIER_OUTCOMES[tier].append(report.outcome)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """One line per tier: ran, or skipped and why (CI logs must say which tiers ran)."""
+    for tier, outcomes in _TIER_OUTCOMES.items():
+        ran = sum(1 for o in outcomes if o != "skipped")
+        skipped = len(outcomes) - ran
+        if tier == "zephyr" and ran == 0:
+            try:
+                from zephyr_tinyml.zephyr_env import find_zephyr
+
+                found, why = find_zephyr(ROOT)
+            except ImportError:
+                found, why = None, "the firmware stage is not installed"
+            if found is not None and not skipped:
+                terminalreporter.write_line(f"tier zephyr: no tests selected ({why})")
+            else:
+                terminalreporter.write_line(f"tier zephyr: SKIPPED ({skipped} tests) - {why}")
+        else:
+            terminalreporter.write_line(f"tier {tier}: ran {ran} tests" + (f", {skipped} skipped" if skipped else ""))

@@ -133,3 +133,35 @@ def _env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT / "python") + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+@pytest.mark.parametrize("case", ["malformed-yaml", "unknown-layer", "wrong-input-shape", "missing-data"])
+def test_bad_input_fails_before_any_output(case: str, tmp_path: Path, mnist_dir: Path, monkeypatch):
+    from zephyr_tinyml.errors import DataError, SpecError
+
+    monkeypatch.delenv("TINYML_DATA_DIR", raising=False)
+    data = spec_dict(training=SHORT_TRAINING)
+    data_dir = mnist_dir
+    expected: tuple[type, str] = (SpecError, "")
+    if case == "unknown-layer":
+        data["model"]["layers"][1] = {"class_name": "Relu"}
+        expected = (SpecError, "'model.layers[1].class_name' is 'Relu', which is not a Keras layer")
+    elif case == "wrong-input-shape":
+        data["dataset"]["input_shape"] = [28, 28, 3]
+        expected = (DataError, "input_shape' is [28, 28, 3] but the images")
+    elif case == "missing-data":
+        data_dir = tmp_path / "empty"
+        data_dir.mkdir()
+        expected = (DataError, f"MNIST data not found. Looked in: {data_dir}")
+    path = write_spec(tmp_path, data)
+    if case == "malformed-yaml":
+        path.write_text(path.read_text().replace("training:", "training: [", 1))
+        expected = (SpecError, "not valid YAML")
+    options = BuildOptions(work_dir=tmp_path / "work", data_dir=data_dir, out_dir=tmp_path / "gen",
+                           allow_download=False)
+    with pytest.raises(expected[0]) as err:
+        build_model(load_spec(path), options, SilentUI())
+    assert expected[1] in str(err.value)
+    if expected[0] is SpecError:
+        assert str(path) in str(err.value)
+    assert not options.work_dir.exists() and not options.out_dir.exists()
