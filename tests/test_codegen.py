@@ -38,6 +38,15 @@ def test_test_images_cover_every_class_in_order():
     assert chosen == select_test_images(labels, 12, 10)
 
 
+def test_test_images_skip_ones_the_model_gets_wrong():
+    labels = np.array([7, 2, 1, 0, 4, 1, 4, 9, 5, 9, 0, 6, 9, 0, 1, 5, 9, 7, 3, 8, 3])
+    predictions = labels.copy()
+    predictions[18] = 5                      # the first 3 is misclassified
+    chosen = select_test_images(labels, 10, 10, predictions)
+    assert 18 not in chosen and 20 in chosen
+    assert sorted(labels[chosen].tolist()) == list(range(10))
+
+
 def test_corrupt_tflite_is_refused(tmp_path: Path):
     with pytest.raises(ModelError, match="not a TFLite model"):
         inspect_model(b"\x00" * 64, tmp_path / "x.tflite")

@@ -64,7 +64,8 @@ def test_generated_sources_are_complete_and_consistent(short_build, mnist):
     assert re.findall(r"resolver\.Add(\w+)\(\)", resolver) == ["Conv2D", "FullyConnected", "MaxPool2D", "Reshape"]
     # Embedded images: the first of each digit in the test set, quantized exactly as on the host.
     images_cc = (folder / "test_images.cc").read_text()
-    chosen = select_test_images(mnist.y_test, 10, 10)
+    chosen = select_test_images(mnist.y_test, 10, 10, np.asarray(result.verification.tflm_predictions))
+    assert all(result.verification.tflm_predictions[i] == mnist.y_test[i] for i in chosen)
     labels = re.search(r"kTestLabels\[kNumTestImages\] = \{([^}]*)\}", images_cc).group(1)
     assert [int(x) for x in labels.split(",")] == mnist.y_test[chosen].tolist()
     assert sorted(mnist.y_test[chosen].tolist()) == list(range(10))

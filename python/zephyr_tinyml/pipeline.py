@@ -203,7 +203,8 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
     check_acceptance(spec, verification)
 
     with ui.stage("codegen"), _Timer(timings, "codegen"):
-        chosen = select_test_images(data.y_test, spec.test_images, len(spec.labels))
+        chosen = select_test_images(data.y_test, spec.test_images, len(spec.labels),
+                                    np.asarray(verification.tflm_predictions))
         images = quantize_input(data.x_test[chosen], spec, info)
         generated = generate(spec, tflite, info, verification.arena_host_bytes, images,
                              data.y_test[chosen], options.out_dir)

@@ -10,7 +10,8 @@
 
 namespace tinyml {
 
-// Images from the test set (never the training set), already quantized to the model's input.
+// Images from the test set (never the training set) that host TFLM classifies correctly: the first
+// of each class, then the next ones. Already quantized to the model's input.
 constexpr int kNumTestImages = 10;
 extern const int8_t kTestImages[kNumTestImages][kInputSize];
 extern const uint8_t kTestLabels[kNumTestImages];

@@ -1,0 +1,102 @@
+"""firmware: build the sample around generated sources, run it in QEMU, read its summary.
+
+The Zephyr tier builds samples/mnist for qemu_cortex_m3 (minutes: TFLM is compiled from source)
+and runs it; it is skipped, with the reason, when no Zephyr workspace is found.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from zephyr_tinyml.firmware import SAMPLE_APP, FirmwareError, build_app, parse_summary, run_qemu
+from zephyr_tinyml.size import check_budget, region_report
+from zephyr_tinyml.spec import load_spec
+from zephyr_tinyml.zephyr_env import find_zephyr
+
+REPO = Path(__file__).resolve().parents[1]
+
+OUTPUT = """\
+*** Booting Zephyr OS build 5bcc92171dfc ***
+model mnist: 9016 bytes, arena used 9348 of 11776 bytes: ARENA OK
+CORRECT classification! 7
+WRONG classification! expected 2 got 3
+SUMMARY correct=9/10 arena_used=9348 arena_size=11776 cycles_per_inference=23800000 us_per_inference=1983333
+"""
+
+
+def test_parse_summary() -> None:
+    assert parse_summary(OUTPUT) == {"correct": 9, "images": 10, "arena_used": 9348,
+                                     "arena_size": 11776, "cycles_per_inference": 23800000,
+                                     "us_per_inference": 1983333}
+
+
+def test_no_summary_is_an_error() -> None:
+    with pytest.raises(FirmwareError, match="no SUMMARY"):
+        parse_summary("PROJECT EXECUTION FAILED\n")
+
+
+def test_missing_generated_sources(tmp_path: Path) -> None:
+    zephyr, why = find_zephyr()
+    if zephyr is None:
+        pytest.skip(why)
+    with pytest.raises(FirmwareError, match="no generated sources"):
+        build_app(SAMPLE_APP, "qemu_cortex_m3", tmp_path / "build", tmp_path / "empty")
+
+
+@pytest.fixture(scope="module")
+def qemu_build(tmp_path_factory) -> Path:
+    """samples/mnist built once for qemu_cortex_m3 around the committed generated sources."""
+    zephyr, why = find_zephyr()
+    if zephyr is None:
+        pytest.skip(why)
+    if shutil.which("qemu-system-arm") is None:
+        pytest.skip("qemu-system-arm is not installed")
+    generated = SAMPLE_APP / "generated"
+    if not any(generated.glob("*.cc")):
+        pytest.skip(f"no generated sources in {generated}")
+    build = tmp_path_factory.mktemp("fw") / "qemu_cortex_m3"
+    build_app(SAMPLE_APP, "qemu_cortex_m3", build, generated, zephyr=zephyr)
+    return build
+
+
+@pytest.mark.zephyr
+@pytest.mark.slow
+def test_sample_fits_budget_and_classifies_every_image(qemu_build: Path) -> None:
+    report = region_report(qemu_build / "zephyr" / "zephyr.elf")
+    budget = load_spec(REPO / "models" / "mnist.yaml").budgets["qemu_cortex_m3"]
+    assert check_budget(report, budget) == []
+    assert report.flash <= 80 * 1024 and report.ram <= 18 * 1024, (report.flash, report.ram)
+
+    output = run_qemu(qemu_build, timeout=180)
+    summary = parse_summary(output)
+    assert summary["images"] >= 10 and summary["correct"] == summary["images"]
+    assert output.count("CORRECT classification! ") == summary["images"] and "WRONG" not in output
+    assert sorted({line.split()[-1] for line in output.splitlines() if line.startswith("CORRECT")}) == \
+        [str(d) for d in range(10)]
+    assert summary["arena_used"] <= summary["arena_size"]
+
+
+@pytest.mark.zephyr
+@pytest.mark.slow
+def test_over_budget_fails_with_the_table(qemu_build: Path, tmp_path: Path) -> None:
+    """A spec whose budget is below the real size fails: exit 1, the table, and by how much."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    data = yaml.safe_load((REPO / "models" / "mnist.yaml").read_text())
+    data["budgets"]["qemu_cortex_m3"] = {"flash": 40_000, "ram": 8_000}
+    spec = tmp_path / "tight.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    run = subprocess.run([sys.executable, "-m", "zephyr_tinyml.size", str(qemu_build / "zephyr" / "zephyr.elf"),
+                          "--spec", str(spec), "--board", "qemu_cortex_m3"],
+                         capture_output=True, text=True, env={**__import__("os").environ,
+                                                              "PYTHONPATH": str(REPO / "python")})
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "BUDGET EXCEEDED (qemu_cortex_m3): flash" in run.stdout and "RAM" in run.stdout
+    assert "| flash |" in run.stdout and "over by" in run.stdout
+    assert "| model weights |" in run.stdout and "| tensor arena |" in run.stdout and "| TFLM code |" in run.stdout
