@@ -86,3 +86,14 @@ def test_op_tflm_lacks_is_refused_and_nothing_written(tmp_path: Path):
         generate(spec, tflite, info, 1000, np.zeros((1, 8), np.int8), np.zeros(1, np.uint8), tmp_path / "out")
     assert "REVERSE_V2" in str(err.value) and "cannot run" in str(err.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_per_channel_dense_is_refused(tmp_path: Path):
+    import keras
+
+    tflite = _int8_model_with(lambda: keras.layers.Dense(8))   # TF 2.19 default: per-channel Dense
+    spec = load_spec(write_spec(tmp_path, spec_dict()))
+    with pytest.raises(ModelError, match="per-channel quantized FULLY_CONNECTED"):
+        generate(spec, tflite, inspect_model(tflite), 1000, np.zeros((1, 8), np.int8), np.zeros(1, np.uint8),
+                 tmp_path / "out")
+    assert not (tmp_path / "out").exists()

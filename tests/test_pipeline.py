@@ -41,6 +41,9 @@ def test_model_is_int8_batch_one_without_dynamic_shape_ops(short_build):
     assert info.unique_ops == ("CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D", "RESHAPE")
     assert info.labels == tuple(str(d) for d in range(10))   # read back from TFLite metadata
     assert result.params == 10_930 and result.macs == 301_856
+    # Per-tensor Dense weights: Zephyr 3.x's TFLM reads only the first scale of a per-channel one.
+    from zephyr_tinyml.tflite_model import per_channel_ops
+    assert per_channel_ops(result.tflite_path.read_bytes()) == []
 
 
 def test_generated_sources_are_complete_and_consistent(short_build, mnist):

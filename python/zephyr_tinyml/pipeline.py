@@ -23,7 +23,7 @@ from typing import Any, Iterator, Protocol
 import numpy as np
 
 from . import __version__
-from .codegen import Generated, check_ops, generate, select_test_images
+from .codegen import Generated, check_ops, check_quantization, generate, select_test_images
 from .data import Dataset, load_dataset
 from .errors import AcceptanceError
 from .fileio import sha256_bytes, write_atomic
@@ -173,7 +173,9 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
             keras_model = keras.models.load_model(train_dir / "model.keras")
         return keras_model
 
-    quant_key = _key("quantize", train_key, spec.section_hash("quantization", "dataset"))
+    from .quantize import RECIPE
+
+    quant_key = _key("quantize", train_key, spec.section_hash("quantization", "dataset"), RECIPE)
     quant_dir = cache / f"quantize-{quant_key}"
     with ui.stage("quantize"), _Timer(timings, "quantize") as timer:
         if (quant_dir / "model.tflite").is_file():
@@ -187,6 +189,7 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
         tflite = (quant_dir / "model.tflite").read_bytes()
         info = inspect_model(tflite, quant_dir / "model.tflite")
         check_ops(info, f"the model of {spec.path.name}")
+        check_quantization(tflite, f"the model of {spec.path.name}")
 
     verify_key = _key("verify", sha256_bytes(tflite), data.fingerprint,
                       spec.section_hash("dataset"), versions)

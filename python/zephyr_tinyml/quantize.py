@@ -58,6 +58,9 @@ def to_int8_tflite(spec: Spec, model: Any, data: Dataset) -> bytes:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
+    # Per-tensor weight scales for FULLY_CONNECTED: the TFLM that Zephyr 3.x ships reads only the
+    # first scale of a per-channel Dense, so its outputs would differ from host TFLM on every image.
+    converter._experimental_disable_per_channel_quantization_for_dense_layers = True
     # Keras prints its export endpoints and the converter logs from C++: keep the terminal clean,
     # but put what they said into the error if conversion fails.
     with captured_fd(2) as native, contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
@@ -87,6 +90,10 @@ def add_label_metadata(spec: Spec, tflite: bytes) -> bytes:
         writer = image_classifier.MetadataWriter.create_for_inference(
             tflite, [mean], [std], [str(labels)])
         return bytes(writer.populate())
+
+
+# Part of the quantize stage's cache key: bump when the conversion recipe changes.
+RECIPE = "int8-batch1-per-tensor-dense-v1"
 
 
 def quantize(spec: Spec, model: Any, data: Dataset) -> bytes:

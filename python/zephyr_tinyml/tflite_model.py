@@ -108,3 +108,15 @@ def count_macs(tflite: bytes) -> int:
                 rows *= dim
             total += rows * weights[0] * weights[1]
     return total
+
+
+def per_channel_ops(tflite: bytes, op_names: tuple[str, ...] = ("FULLY_CONNECTED",)) -> list[str]:
+    """Ops (by name, with their index) whose weights carry more than one quantization scale."""
+    interpreter = tf_lite_interpreter(tflite)
+    scales = {t["index"]: len(t["quantization_parameters"]["scales"]) for t in interpreter.get_tensor_details()}
+    found = []
+    for op in interpreter._get_ops_details():
+        inputs = list(op["inputs"])
+        if op["op_name"] in op_names and len(inputs) > 1 and scales.get(inputs[1], 0) > 1:
+            found.append(f"{op['op_name']} #{op['index']}")
+    return found

@@ -1,0 +1,245 @@
+/*
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * On-device evaluation of the generated model: the host streams test images
+ * over the console UART, one hex-encoded frame per line, and this app answers
+ * each with the predicted class, the whole int8 output vector and the cycles
+ * Invoke() took, so the host can compare them with host TFLM bit for bit.
+ * Protocol: docs/protocol.md. Everything else on the console (boot banner,
+ * TFLM messages) is plain text the host ignores.
+ */
+
+#include <cstring>
+
+#include <zephyr/device.h>
+#include <zephyr/drivers/uart.h>
+#include <zephyr/kernel.h>
+#include <zephyr/sys/printk.h>
+
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+
+#include "frame.h"
+#include "model_data.h"
+#include "model_settings.h"
+#include "op_resolver.h"
+
+namespace {
+
+using evalproto::Error;
+
+const struct device* const uart = DEVICE_DT_GET(DT_CHOSEN(zephyr_console));
+
+alignas(16) uint8_t tensor_arena[tinyml::kTensorArenaSize];
+
+/*
+ * Receive ring, filled by the UART interrupt and drained by main(). One frame
+ * is about 1.6 KB of hex; the host sends the next only after our reply, so
+ * one frame and a margin never overflow it.
+ */
+constexpr uint32_t kRingSize = 4096; /* power of two */
+uint8_t ring[kRingSize];
+volatile uint32_t ring_head; /* written by the ISR only */
+volatile uint32_t ring_tail; /* written by main() only */
+volatile bool ring_overrun;
+K_SEM_DEFINE(rx_ready, 0, 1);
+
+/* Decoded request: header, payload (packed or not) and CRC of the largest valid frame. */
+uint8_t frame_buffer[evalproto::kHeaderSize + evalproto::PackedBound(tinyml::kInputSize) +
+		     evalproto::kCrcSize];
+
+/* Longest reply: marker, hex of the info frame, newline, NUL. */
+char line[1 + 2 * 64 + 2];
+
+void UartIsr(const struct device* dev, void*)
+{
+	while (uart_irq_update(dev) && uart_irq_rx_ready(dev)) {
+		uint8_t chunk[16];
+		const int n = uart_fifo_read(dev, chunk, sizeof(chunk));
+		for (int i = 0; i < n; i++) {
+			const uint32_t head = ring_head;
+			if (head - ring_tail == kRingSize) {
+				ring_overrun = true;
+				continue;
+			}
+			ring[head % kRingSize] = chunk[i];
+			ring_head = head + 1;
+		}
+		if (n > 0) {
+			k_sem_give(&rx_ready);
+		}
+	}
+}
+
+/* Blocks until a character has arrived. */
+char NextChar(evalproto::LineAssembler& assembler)
+{
+	while (ring_tail == ring_head) {
+		k_sem_take(&rx_ready, K_FOREVER);
+	}
+	if (ring_overrun) {
+		ring_overrun = false;
+		assembler.MarkOverrun();
+	}
+	const uint32_t tail = ring_tail;
+	const char c = (char)ring[tail % kRingSize];
+	ring_tail = tail + 1;
+	return c;
+}
+
+void PutU16(uint8_t* p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+void PutU32(uint8_t* p, uint32_t v)
+{
+	PutU16(p, (uint16_t)v);
+	PutU16(p + 2, (uint16_t)(v >> 16));
+}
+
+/* Appends the CRC and prints marker + hex + newline as one console line. */
+void Send(char marker, uint8_t* frame, size_t size)
+{
+	PutU16(frame + size, evalproto::Crc16(frame, size));
+	size += evalproto::kCrcSize;
+	line[0] = marker;
+	size_t n = 1 + evalproto::ToHex(frame, size, line + 1);
+	line[n++] = '\n';
+	line[n] = '\0';
+	printk("%s", line);
+}
+
+void SendError(uint16_t seq, Error error, size_t received)
+{
+	uint8_t frame[16];
+	memcpy(frame, evalproto::kMagicError, 2);
+	PutU16(frame + 2, seq);
+	frame[4] = (uint8_t)error;
+	PutU16(frame + 5, (uint16_t)(received > 0xFFFF ? 0xFFFF : received));
+	Send(evalproto::kErrorMarker, frame, 7);
+}
+
+struct ModelFacts {
+	uint16_t crc;
+	uint32_t arena_used;
+};
+
+void SendInfo(uint16_t seq, const ModelFacts& facts)
+{
+	uint8_t frame[64];
+	memcpy(frame, evalproto::kMagicInfo, 2);
+	PutU16(frame + 2, seq);
+	frame[4] = evalproto::kVersion;
+	PutU16(frame + 5, (uint16_t)tinyml::kInputSize);
+	frame[7] = (uint8_t)tinyml::kNumClasses;
+	PutU32(frame + 8, (uint32_t)tinyml::kModelDataSize);
+	PutU16(frame + 12, facts.crc);
+	PutU32(frame + 14, (uint32_t)tinyml::kTensorArenaSize);
+	PutU32(frame + 18, facts.arena_used);
+	PutU32(frame + 22, (uint32_t)sys_clock_hw_cycles_per_sec());
+	Send(evalproto::kReplyMarker, frame, 26);
+}
+
+void SendResult(uint16_t seq, const int8_t* scores, uint32_t cycles)
+{
+	uint8_t frame[16 + tinyml::kNumClasses];
+	int best = 0;
+	for (int i = 1; i < tinyml::kNumClasses; i++) {
+		if (scores[i] > scores[best]) {
+			best = i;
+		}
+	}
+	memcpy(frame, evalproto::kMagicResult, 2);
+	PutU16(frame + 2, seq);
+	frame[4] = (uint8_t)best;
+	frame[5] = (uint8_t)tinyml::kNumClasses;
+	memcpy(frame + 6, scores, tinyml::kNumClasses);
+	PutU32(frame + 6 + tinyml::kNumClasses, cycles);
+	Send(evalproto::kReplyMarker, frame, 10 + tinyml::kNumClasses);
+}
+
+int Fail(const char* what)
+{
+	printk("ERROR: %s\nPROJECT EXECUTION FAILED\n", what);
+	return -1;
+}
+
+}  // namespace
+
+int main(void)
+{
+	const tflite::Model* model = tflite::GetModel(TINYML_MODEL_DATA);
+	if (model->version() != TFLITE_SCHEMA_VERSION) {
+		return Fail("model schema version mismatch");
+	}
+	static tinyml::OpResolver resolver;
+	if (tinyml::RegisterOps(resolver) != kTfLiteOk) {
+		return Fail("op registration failed (kNumOps too small?)");
+	}
+	static tflite::MicroInterpreter interpreter(model, resolver, tensor_arena,
+						    sizeof(tensor_arena));
+	if (interpreter.AllocateTensors() != kTfLiteOk) {
+		return Fail("AllocateTensors failed (missing op or arena too small)");
+	}
+	TfLiteTensor* input = interpreter.input(0);
+	const TfLiteTensor* output = interpreter.output(0);
+	if (input->type != kTfLiteInt8 || input->bytes != (size_t)tinyml::kInputSize ||
+	    output->type != kTfLiteInt8 || output->bytes != (size_t)tinyml::kNumClasses) {
+		return Fail("model tensors do not match model_settings.h");
+	}
+	if (!device_is_ready(uart)) {
+		return Fail("console UART not ready");
+	}
+
+	/* The host checks these against its .tflite before trusting any result. */
+	const ModelFacts facts = {
+		evalproto::Crc16(TINYML_MODEL_DATA, tinyml::kModelDataSize),
+		(uint32_t)interpreter.arena_used_bytes(),
+	};
+
+	evalproto::LineAssembler assembler(frame_buffer, sizeof(frame_buffer),
+					   (uint16_t)tinyml::kInputSize);
+	uart_irq_callback_user_data_set(uart, UartIsr, nullptr);
+	uart_irq_rx_enable(uart);
+
+	printk("tinyml-eval ready: model %s, %u bytes, crc 0x%04x, arena %u of %u bytes\n",
+	       tinyml::kModelName, (unsigned)tinyml::kModelDataSize, (unsigned)facts.crc,
+	       (unsigned)facts.arena_used, (unsigned)tinyml::kTensorArenaSize);
+
+	for (;;) {
+		evalproto::Request request;
+		Error error;
+		uint16_t seq;
+		switch (assembler.Feed(NextChar(assembler), &request, &error, &seq)) {
+		case evalproto::LineAssembler::Status::kPending:
+			break;
+		case evalproto::LineAssembler::Status::kError:
+			SendError(seq, error, assembler.LastSize());
+			break;
+		case evalproto::LineAssembler::Status::kRequest:
+			if (request.length == 0) {
+				SendInfo(request.seq, facts);
+				break;
+			}
+			if (!request.packed) {
+				memcpy(input->data.int8, request.payload, tinyml::kInputSize);
+			} else if (!evalproto::Unpack(request.payload, request.length,
+						      input->data.int8, tinyml::kInputSize)) {
+				SendError(request.seq, Error::kBadSize, request.length);
+				break;
+			}
+			const uint32_t start = k_cycle_get_32();
+			const TfLiteStatus status = interpreter.Invoke();
+			const uint32_t cycles = k_cycle_get_32() - start;
+			if (status != kTfLiteOk) {
+				SendError(request.seq, Error::kInvoke, request.length);
+			} else {
+				SendResult(request.seq, output->data.int8, cycles);
+			}
+			break;
+		}
+	}
+	return 0;
+}

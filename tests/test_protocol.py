@@ -1,0 +1,107 @@
+"""protocol: frames, hex lines and CRC-16 round-trip, and every damaged frame is named, not guessed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from zephyr_tinyml import protocol as proto
+
+
+def test_crc16_is_ccitt_false() -> None:
+    assert proto.crc16(b"123456789") == 0x29B1
+    data = np.random.default_rng(1).integers(0, 256, 1000, dtype=np.uint8).tobytes()
+    assert proto.crc16_fast(data) == proto.crc16(data)
+
+
+def test_request_round_trip() -> None:
+    pixels = np.random.default_rng(2).integers(-128, 128, 784, dtype=np.int8)
+    line = proto.request_line(513, pixels)
+    assert line.startswith("@5451") and line.endswith("\n")  # noise does not pack: sent as is
+    assert len(line) == 1 + 2 * (6 + 784 + 2) + 1
+    seq, payload = proto.decode_request(bytes.fromhex(line[1:-1]), 784)
+    assert seq == 513 and np.array_equal(np.frombuffer(payload, np.int8), pixels)
+
+
+def test_image_like_payload_is_packed() -> None:
+    image = np.full(784, -128, np.int8)
+    image[300:340] = np.arange(40)
+    image[400:402] = 5
+    line = proto.request_line(1, image)
+    assert line.startswith("@5450") and len(line) < 200
+    assert proto.decode_request(bytes.fromhex(line[1:-1]), 784) == (1, image.tobytes())
+
+
+@pytest.mark.parametrize("data", [b"", b"a", b"aa", b"ab", b"a" * 300, bytes(range(256)) * 3,
+                                  b"ab" + b"c" * 129 + b"de" * 70 + b"f"])
+def test_pack_bits_round_trip(data: bytes) -> None:
+    packed = proto.pack_bits(data)
+    assert proto.unpack_bits(packed, len(data)) == data
+    assert len(packed) <= len(data) + (len(data) + 127) // 128  # the firmware's buffer bound
+
+
+def test_bad_packing_is_bad_size() -> None:
+    for damaged in (b"\x05ab", b"\xfe", proto.pack_bits(b"a" * 10)):
+        with pytest.raises(proto.FrameError, match="bad-size"):
+            proto.unpack_bits(damaged, 11)
+
+
+def test_info_request_is_empty() -> None:
+    assert proto.decode_request(proto.encode_request(7)) == (7, b"")
+
+
+def test_sequence_numbers_are_bounded() -> None:
+    with pytest.raises(ValueError):
+        proto.encode_request(proto.UNKNOWN_SEQ)
+
+
+@pytest.mark.parametrize("reply", [
+    proto.Result(9, 3, (-128, 5, 127, 0, -1, 2, 3, 4, 5, 6), 123456),
+    proto.Info(1, proto.VERSION, 784, 10, 17386, 0xBEEF, 11072, 10532, 12_000_000),
+    proto.ErrorReply(65535, proto.ErrorCode.BAD_LENGTH, 400),
+])
+def test_reply_round_trip(reply: proto.Reply) -> None:
+    if isinstance(reply, proto.Result):
+        frame, marker = proto.encode_result(reply.seq, reply.predicted, np.array(reply.outputs), reply.cycles), "#"
+    elif isinstance(reply, proto.Info):
+        frame, marker = proto.encode_info(reply), "#"
+    else:
+        frame, marker = proto.encode_error(reply.seq, reply.code, reply.received), "!"
+    assert proto.parse_device_line(marker + frame.hex() + "\r\n") == reply
+
+
+def test_console_text_is_not_a_reply() -> None:
+    assert proto.parse_device_line("*** Booting Zephyr OS build v3.4.99 ***") is None
+    assert proto.parse_device_line("") is None
+
+
+def _result_line() -> str:
+    return "#" + proto.encode_result(4, 1, np.zeros(10, np.int8), 99).hex()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda s: s[:9] + ("0" if s[9] != "0" else "1") + s[10:], "CRC"),  # one character flipped
+    (lambda s: s[:-6], "CRC"),                                             # truncated
+    (lambda s: s[:7] + "zz" + s[9:], "hex"),                               # not hex
+    (lambda s: "!" + s[1:], "wrong marker"),                                # result under the error marker
+])
+def test_damaged_replies_raise(damage, message: str) -> None:
+    with pytest.raises(proto.FrameError, match=message):
+        proto.parse_device_line(damage(_result_line()))
+
+
+def test_wrong_length_field_is_named() -> None:
+    frame = bytearray(proto.encode_request(3, bytes(784), pack=False))
+    frame[4] = 0x0F  # length 783 + 256..: disagrees with the payload
+    body = bytes(frame[:-2])
+    sealed = body + proto.CRC.pack(proto.crc16_fast(body))
+    with pytest.raises(proto.FrameError, match="bad-length"):
+        proto.decode_request(sealed)
+    with pytest.raises(proto.FrameError, match="bad-length"):
+        proto.decode_request(bytes(frame))  # length is checked before the CRC: a cut frame reads as such
+    flipped = bytearray(proto.encode_request(3, bytes(784), pack=False))
+    flipped[100] ^= 0x10
+    with pytest.raises(proto.FrameError, match="bad-crc"):
+        proto.decode_request(bytes(flipped))
+    with pytest.raises(proto.FrameError, match="short"):
+        proto.decode_request(b"TQ\x01")

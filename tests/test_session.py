@@ -1,0 +1,170 @@
+"""session + evaluate: retries, timeouts and accounting against a reference device (no QEMU needed).
+
+The reference device (eval_reference.py) runs real host TFLM on the generated model and misbehaves
+on request.  Every test checks the same invariant: each image ends answered, failed or not sent,
+exactly once, and every accepted answer belongs to its own image.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eval_reference import Faults, ReferenceDevice
+from zephyr_tinyml import protocol as proto
+from zephyr_tinyml.evaluate import (EvalReport, check_device_model, compare, model_from_sources, report_text,
+                                    stream)
+from zephyr_tinyml.session import DeviceError, Session
+from zephyr_tinyml.verify import tflm_interpreter
+
+GENERATED = Path(__file__).resolve().parents[1] / "samples" / "mnist" / "generated"
+IMAGES = 24
+
+
+@pytest.fixture(scope="module")
+def model() -> bytes:
+    source = GENERATED / "model_data.cc"
+    if not source.is_file():
+        pytest.skip(f"no generated model in {GENERATED}; run `tinyml build mnist`")
+    return model_from_sources(source)
+
+
+@pytest.fixture(scope="module")
+def host(model: bytes):
+    """Real host TFLM on the generated model: int8 input bytes -> int8 outputs."""
+    interpreter = tflm_interpreter(model)
+
+    def infer(payload: bytes) -> np.ndarray:
+        interpreter.set_input(np.frombuffer(payload, np.int8).reshape(1, 28, 28, 1), 0)
+        interpreter.invoke()
+        return np.array(interpreter.get_output(0))[0].astype(np.int8)
+
+    return infer
+
+
+@pytest.fixture(scope="module")
+def inputs() -> np.ndarray:
+    return np.random.default_rng(0).integers(-128, 128, (IMAGES, 784), dtype=np.int8)
+
+
+def run(host, model: bytes, inputs: np.ndarray, faults: Faults, timeout: float = 0.5, retries: int = 2,
+        settle: float | None = None):
+    """Handshake and stream; with ``settle``, wait that long and exchange once more, so late replies are read."""
+    device = ReferenceDevice(host, 784, 10, model, faults)
+    try:
+        session = Session(device.link, timeout=timeout, retries=retries)
+        info = session.handshake(boot_timeout=5)
+        outcome = stream(session, inputs, max_consecutive_failures=3)
+        if settle is not None:
+            time.sleep(settle)
+            session.handshake(boot_timeout=5)
+    finally:
+        device.close()
+    return info, outcome, session
+
+
+def check_accounting(outcome, host, inputs: np.ndarray) -> None:
+    """Answered + failed + not sent = requested, disjoint; every answer is its own image's."""
+    answered, failed, not_sent = set(outcome.results), set(outcome.failed), set(outcome.not_sent)
+    assert answered | failed | not_sent == set(range(len(inputs)))
+    assert not (answered & failed or answered & not_sent or failed & not_sent)
+    for position, result in outcome.results.items():
+        assert list(result.outputs) == host(inputs[position].tobytes()).tolist()
+        assert result.cycles == 1000 + result.seq  # the reference device stamps its seq here
+
+
+def test_clean_run(host, model, inputs) -> None:
+    info, outcome, session = run(host, model, inputs, Faults(noise=True))
+    assert info.model_size == len(model) and info.model_crc == proto.crc16_fast(model)
+    check_accounting(outcome, host, inputs)
+    assert len(outcome.results) == IMAGES
+    assert session.stats.retries == 0 and session.stats.console_lines >= IMAGES
+
+
+def test_lost_damaged_and_rejected_replies_are_retried(host, model, inputs) -> None:
+    # seq 0 is the handshake; images start at seq 1
+    faults = Faults(drop={3: {1}}, corrupt={5: {1, 2}}, reject={8: {1}})
+    _, outcome, session = run(host, model, inputs, faults)
+    check_accounting(outcome, host, inputs)
+    assert len(outcome.results) == IMAGES
+    assert session.stats.retries == 4
+    assert session.stats.timeouts == 1 and session.stats.corrupt_replies == 2
+    assert session.stats.error_replies == {"bad-crc": 1}
+
+
+def test_late_reply_is_used_once(host, model, inputs) -> None:
+    faults = Faults(late={4: {1}}, late_seconds=0.7)  # later than the 0.5 s timeout
+    _, outcome, session = run(host, model, inputs, faults, settle=0.5)
+    check_accounting(outcome, host, inputs)
+    assert len(outcome.results) == IMAGES
+    assert session.stats.timeouts == 1 and session.stats.retries == 1
+    # The late answer or the retry's answer was used; the other one was dropped as stale.
+    assert session.stats.stale_replies == 1
+
+
+def test_image_that_never_succeeds_is_reported_failed(host, model, inputs) -> None:
+    faults = Faults(drop={6: {1, 2, 3}})
+    _, outcome, _ = run(host, model, inputs, faults, timeout=0.2)
+    check_accounting(outcome, host, inputs)
+    assert list(outcome.failed) == [5]
+    assert outcome.failed[5] == [f"attempt {i}: no reply within 0.2 s" for i in (1, 2, 3)]
+    assert len(outcome.results) == IMAGES - 1 and outcome.aborted is None
+
+
+def test_dead_device_aborts_within_bounded_time(host, model, inputs) -> None:
+    started = time.monotonic()
+    _, outcome, _ = run(host, model, inputs, Faults(die_after=11), timeout=0.2)
+    elapsed = time.monotonic() - started
+    check_accounting(outcome, host, inputs)
+    assert len(outcome.results) == 10  # 1 handshake + 10 images answered
+    assert sorted(outcome.failed) == [10, 11, 12] and outcome.aborted
+    assert outcome.not_sent == list(range(13, IMAGES))
+    assert elapsed < 3 * 3 * 0.2 + 3  # three images x three attempts x timeout, plus slack
+
+
+def test_silent_device_fails_the_handshake_with_a_reason(host, model) -> None:
+    device = ReferenceDevice(host, 784, 10, model, Faults(die_after=0))
+    try:
+        with pytest.raises(DeviceError, match="(?s)no answer to the info request.*Booting Zephyr"):
+            Session(device.link).handshake(boot_timeout=0.6, interval=0.2)
+    finally:
+        device.close()
+
+
+def test_other_model_is_refused(host, model) -> None:
+    info = proto.Info(0, 1, 784, 10, len(model), proto.crc16_fast(model), 0, 0, 1)
+    check_device_model(info, model, 784, 10, "model.tflite")
+    with pytest.raises(DeviceError, match="different model"):
+        check_device_model(info, model[:-1] + bytes([model[-1] ^ 1]), 784, 10, "model.tflite")
+
+
+def test_compare_counts_each_difference(host, model, inputs) -> None:
+    _, outcome, _ = run(host, model, inputs, Faults(drop={2: {1, 2, 3}}), timeout=0.2)
+    tflm = np.stack([host(x.tobytes()) for x in inputs])
+    altered = tflm.copy()
+    altered[7, 3] += 1  # host TFLM "disagrees" on one element of one image
+    labels = tflm.argmax(axis=1)
+    info = proto.Info(0, 1, 784, 10, len(model), proto.crc16_fast(model), 0, 0, 12_000_000)
+    indices = np.arange(100, 100 + IMAGES)
+    report = compare(outcome, indices, labels, altered, tflm, None, info, tuple("0123456789"),
+                     "reference", "socketpair")
+    assert isinstance(report, EvalReport)
+    assert [m.test_index for m in report.mismatches] == [107] and report.mismatches[0].max_difference == 1
+    assert report.answered == IMAGES - 1 and list(report.failed) == [101]
+    assert report.device_accuracy == 100.0 and not report.passed
+    assert sum(map(sum, report.confusion)) == IMAGES - 1
+    text = report_text(report)
+    assert "MISMATCH test image 107" in text and "FAILED test image 101" in text
+
+
+def test_compare_with_nothing_answered(host, model, inputs) -> None:
+    _, outcome, _ = run(host, model, inputs[:3], Faults(die_after=1), timeout=0.1, retries=0)
+    tflm = np.stack([host(x.tobytes()) for x in inputs[:3]])
+    info = proto.Info(0, 1, 784, 10, len(model), proto.crc16_fast(model), 0, 0, 12_000_000)
+    report = compare(outcome, np.arange(3), tflm.argmax(axis=1), tflm, tflm, None, info, tuple("0123456789"),
+                     "reference", "socketpair")
+    assert report.answered == 0 and len(report.failed) == 3 and not report.passed
+    assert "FAIL" in report_text(report)
