@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, spec_dict, write_spec
+from conftest import spec_dict, write_spec
 from zephyr_tinyml.errors import SpecError
 from zephyr_tinyml.spec import build_keras_model, check_layers, load_spec, resolve_spec_path
 

@@ -175,7 +175,14 @@ def _run(cmd: list[str], env: dict[str, str], what: str) -> None:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """Stop ninja and the QEMU it started (same process group)."""
+    """Stop ninja and the QEMU it started (same process group), and close its output pipe."""
+    stop_process_group(proc)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the process group ``proc`` leads (ninja and the QEMU under it), SIGKILL after 5 s."""
     if proc.poll() is None:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -186,5 +193,3 @@ def _stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import selectors
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -167,17 +166,10 @@ class QemuLink(FdLink):
 
     def close(self) -> None:
         super().close()
+        from .firmware import stop_process_group
+
         proc = self.process
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process_group(proc)
         for stream in (proc.stdin, proc.stdout):
             if stream is not None:
                 try:

@@ -19,7 +19,7 @@ import numpy as np
 from .data import Dataset, normalize
 from .errors import ModelError
 from .fileio import captured_fd
-from .spec import Spec, build_keras_model
+from .spec import Spec
 
 
 def representative_images(spec: Spec, data: Dataset) -> np.ndarray:
