@@ -79,7 +79,7 @@ def test_input_sections_with_wrapped_names() -> None:
     (".rodata.g_mnist_model_data", "app/libapp.a(model_data.cc.obj)", "model"),
     (".rodata.x", "app/libapp.a(test_images.cc.obj)", "test images"),
     (".text.x", "modules/tflite-micro/libmodules__tflite-micro.a(conv.cc.obj)", "TFLM core"),
-    (".text.x", "modules/tflite-micro/CMakeFiles/x.dir/home/ws/modules/lib/tflite-micro/"
+    (".text.x", "modules/tflite-micro/CMakeFiles/x.dir/ws/modules/lib/tflite-micro/"
                 "tensorflow/lite/micro/kernels/conv.cc.obj", "TFLM kernels"),
     (".text.arm_convolve_s8", "modules/cmsis-nn/libmodules__cmsis-nn.a(arm_convolve_s8.c.obj)", "CMSIS-NN"),
     (".text.memcpy", "/usr/lib/picolibc/arm-none-eabi/lib/libc.a(memcpy.c.o)", "libc"),

@@ -22,6 +22,21 @@ from .errors import TinymlError
 MAX_LINE = 16 * 1024
 
 
+
+def split_lines(buffer: bytearray, lines: list[str]) -> bytearray:
+    """Move the complete lines of ``buffer`` into ``lines``; return what is left of a partial one.
+
+    A partial line longer than MAX_LINE is flushed as a line of its own, so garbage without a
+    newline can never grow the buffer without bound.
+    """
+    *complete, rest = buffer.split(b"\n")
+    lines.extend(line.rstrip(b"\r").decode("ascii", "replace") for line in complete)
+    rest = bytearray(rest)
+    if len(rest) > MAX_LINE:
+        lines.append(rest.decode("ascii", "replace"))
+        rest.clear()
+    return rest
+
 class LinkError(TinymlError):
     """The connection to the device failed or closed (QEMU exited, port unplugged)."""
 
@@ -98,13 +113,7 @@ class FdLink:
                 self._lines.append(self._buffer.decode("ascii", "replace"))
                 self._buffer.clear()
             return
-        self._buffer += chunk
-        *complete, rest = self._buffer.split(b"\n")
-        self._lines.extend(line.rstrip(b"\r").decode("ascii", "replace") for line in complete)
-        self._buffer = bytearray(rest)
-        if len(self._buffer) > MAX_LINE:
-            self._lines.append(self._buffer.decode("ascii", "replace"))
-            self._buffer.clear()
+        self._buffer = split_lines(self._buffer + chunk, self._lines)
 
     def close(self) -> None:
         self._selector.close()
@@ -219,13 +228,7 @@ class SerialLink:
                 raise LinkError(f"{self.description}: read failed ({exc})") from None
             if not chunk:
                 continue
-            self._buffer += chunk
-            *complete, rest = self._buffer.split(b"\n")
-            self._lines.extend(line.rstrip(b"\r").decode("ascii", "replace") for line in complete)
-            self._buffer = bytearray(rest)
-            if len(self._buffer) > MAX_LINE:
-                self._lines.append(self._buffer.decode("ascii", "replace"))
-                self._buffer.clear()
+            self._buffer = split_lines(self._buffer + chunk, self._lines)
         return self._lines.pop(0)
 
     def close(self) -> None:
