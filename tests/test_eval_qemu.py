@@ -25,6 +25,8 @@ from zephyr_tinyml.link import QemuLink
 from zephyr_tinyml.session import Session
 from zephyr_tinyml.verify import run_tflm
 
+from damaged_frames import DAMAGED
+
 REPO = Path(__file__).resolve().parents[1]
 EVAL_APP = REPO / "samples" / "mnist_eval"
 GENERATED = Path(os.environ.get("TINYML_EVAL_GENERATED_DIR", REPO / "samples" / "mnist" / "generated"))
@@ -86,25 +88,6 @@ def _reply(link, timeout: float = 10.0) -> proto.Reply | None:
         if reply is not None:
             return reply
     return None
-
-
-def _flip(line: str, at: int) -> str:
-    return line[:at] + ("0" if line[at] != "0" else "1") + line[at + 1:]
-
-
-def _cut(line: str) -> str:
-    """The first half of a request line: a frame truncated in transit."""
-    return line[:len(line) // 2] + "\n"
-
-
-DAMAGED = {
-    "bad-crc": lambda seq, image: _flip(proto.request_line(seq, image), 101),
-    "bad-length": lambda seq, image: _cut(proto.request_line(seq, image)),
-    "bad-size": lambda seq, image: proto.request_line(seq, image[:100]),
-    "bad-hex": lambda seq, image: proto.request_line(seq, image)[:60] + "xy" + proto.request_line(seq, image)[62:],
-    "bad-magic": lambda seq, image: "@5858" + proto.request_line(seq, image)[5:],
-    "too-long": lambda seq, image: proto.request_line(seq, image)[:-1] + "00" * 2000 + "\n",
-}
 
 
 def test_info_describes_the_compiled_model(device, reference) -> None:

@@ -83,13 +83,6 @@ LineAssembler::LineAssembler(uint8_t* buffer, size_t capacity, uint16_t payload_
 {
 }
 
-void LineAssembler::MarkOverrun()
-{
-	if (state_ == State::kInFrame && fault_ == Error::kNone) {
-		fault_ = Error::kOverrun;
-	}
-}
-
 LineAssembler::Status LineAssembler::Feed(char c, Request* request, Error* error, uint16_t* seq)
 {
 	if (c == '\r') {
@@ -99,6 +92,18 @@ LineAssembler::Status LineAssembler::Feed(char c, Request* request, Error* error
 		const State was = state_;
 		state_ = State::kLineStart;
 		return was == State::kInFrame ? Finish(request, error, seq) : Status::kPending;
+	}
+	if (c == kLostLineEnd) {
+		/* Even a line that never showed its '@' is answered: it may have been a frame. */
+		if (state_ != State::kInFrame) {
+			count_ = 0;
+			high_nibble_ = -1;
+		}
+		if (state_ != State::kInFrame || fault_ == Error::kNone) {
+			fault_ = Error::kOverrun;
+		}
+		state_ = State::kLineStart;
+		return Finish(request, error, seq);
 	}
 	switch (state_) {
 	case State::kLineStart:

@@ -16,6 +16,8 @@ namespace evalproto {
 constexpr char kRequestMarker = '@';
 constexpr char kReplyMarker = '#';
 constexpr char kErrorMarker = '!';
+/* Ends a line in place of '\n' when the receiver dropped characters of it. */
+constexpr char kLostLineEnd = '\x18';
 
 constexpr uint8_t kMagicRequest[2] = {'T', 'Q'};       /* payload as is */
 constexpr uint8_t kMagicPackedRequest[2] = {'T', 'P'}; /* payload PackBits-packed */
@@ -86,12 +88,11 @@ public:
 	/*
 	 * Feed one received character. At the end of a request line returns
 	 * kRequest (with *request filled) or kError (with *error and *seq);
-	 * otherwise kPending.
+	 * otherwise kPending. kLostLineEnd ends a line whose characters were
+	 * partly dropped: always an error (kOverrun unless an earlier fault
+	 * was seen), with the sequence number unknown if the frame's start was lost.
 	 */
 	Status Feed(char c, Request* request, Error* error, uint16_t* seq);
-
-	/* Characters were dropped before reaching Feed(): fail the current line. */
-	void MarkOverrun();
 
 	/* Bytes decoded from the line that Feed() just finished. */
 	size_t LastSize() const { return last_size_; }

@@ -34,14 +34,17 @@ alignas(16) uint8_t tensor_arena[tinyml::kTensorArenaSize];
 
 /*
  * Receive ring, filled by the UART interrupt and drained by main(). One frame
- * is about 1.6 KB of hex; the host sends the next only after our reply, so
- * one frame and a margin never overflow it.
+ * is about 1.6 KB of hex; the host sends the next only after our reply, so a
+ * well-behaved host never fills it. A longer line can: then the ISR drops the
+ * rest of the line and ends it with kLostLineEnd instead of '\n', in order,
+ * so the decoder answers that very line. The last slot is kept for line ends,
+ * so a line end is never lost while the host waits for a reply.
  */
 constexpr uint32_t kRingSize = 4096; /* power of two */
 uint8_t ring[kRingSize];
 volatile uint32_t ring_head; /* written by the ISR only */
 volatile uint32_t ring_tail; /* written by main() only */
-volatile bool ring_overrun;
+bool dropping;               /* ISR only: characters of this line were dropped */
 K_SEM_DEFINE(rx_ready, 0, 1);
 
 /* Decoded request: header, payload (packed or not) and CRC of the largest valid frame. */
@@ -51,19 +54,32 @@ uint8_t frame_buffer[evalproto::kHeaderSize + evalproto::PackedBound(tinyml::kIn
 /* Longest reply: marker, hex of the info frame, newline, NUL. */
 char line[1 + 2 * 64 + 2];
 
+void Store(char c)
+{
+	const uint32_t head = ring_head;
+	ring[head % kRingSize] = (uint8_t)c;
+	ring_head = head + 1;
+}
+
 void UartIsr(const struct device* dev, void*)
 {
 	while (uart_irq_update(dev) && uart_irq_rx_ready(dev)) {
 		uint8_t chunk[16];
 		const int n = uart_fifo_read(dev, chunk, sizeof(chunk));
 		for (int i = 0; i < n; i++) {
-			const uint32_t head = ring_head;
-			if (head - ring_tail == kRingSize) {
-				ring_overrun = true;
-				continue;
+			const uint32_t used = ring_head - ring_tail;
+			if (chunk[i] == '\n') {
+				if (used < kRingSize) {
+					Store(dropping ? evalproto::kLostLineEnd : '\n');
+					dropping = false;
+				} else {
+					dropping = true; /* two lines in flight: not our protocol */
+				}
+			} else if (!dropping && used < kRingSize - 1) {
+				Store((char)chunk[i]);
+			} else {
+				dropping = true;
 			}
-			ring[head % kRingSize] = chunk[i];
-			ring_head = head + 1;
 		}
 		if (n > 0) {
 			k_sem_give(&rx_ready);
@@ -72,14 +88,10 @@ void UartIsr(const struct device* dev, void*)
 }
 
 /* Blocks until a character has arrived. */
-char NextChar(evalproto::LineAssembler& assembler)
+char NextChar()
 {
 	while (ring_tail == ring_head) {
 		k_sem_take(&rx_ready, K_FOREVER);
-	}
-	if (ring_overrun) {
-		ring_overrun = false;
-		assembler.MarkOverrun();
 	}
 	const uint32_t tail = ring_tail;
 	const char c = (char)ring[tail % kRingSize];
@@ -212,7 +224,7 @@ int main(void)
 		evalproto::Request request;
 		Error error;
 		uint16_t seq;
-		switch (assembler.Feed(NextChar(assembler), &request, &error, &seq)) {
+		switch (assembler.Feed(NextChar(), &request, &error, &seq)) {
 		case evalproto::LineAssembler::Status::kPending:
 			break;
 		case evalproto::LineAssembler::Status::kError:
