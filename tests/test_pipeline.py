@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -105,6 +107,22 @@ def test_retraining_reproduces_the_same_bytes(short_build, tmp_path: Path):
     assert not again.timings["train"].cached
     for name in GENERATED_FILES:
         assert (tmp_path / "again" / name).read_bytes() == (result.generated.folder / name).read_bytes(), name
+
+
+def test_quantize_cache_follows_the_trained_weights(short_build, tmp_path: Path):
+    """A train entry whose weights changed (--retrain with other numerics) is quantized again."""
+    result, options = short_build
+    work = tmp_path / "work"
+    shutil.copytree(options.work_dir, work)
+    (meta_path,) = (work / "cache").glob("train-*/meta.json")
+    meta = json.loads(meta_path.read_text())
+    assert len(meta["weights_sha256"]) == 64
+    meta["weights_sha256"] = "0" * 64  # as if the same recipe had produced other weights
+    meta_path.write_text(json.dumps(meta))
+    again = build_model(result.spec, dataclasses.replace(options, work_dir=work, out_dir=tmp_path / "gen"), SilentUI())
+    assert again.timings["train"].cached and not again.timings["quantize"].cached
+    for name in GENERATED_FILES:  # the same weights underneath, so the same bytes
+        assert (tmp_path / "gen" / name).read_bytes() == (result.generated.folder / name).read_bytes(), name
 
 
 def test_acceptance_failure_generates_nothing(short_build, tmp_path: Path):

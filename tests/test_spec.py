@@ -56,6 +56,18 @@ def test_wrong_type_names_key(tmp_path: Path):
     assert "'training.epochs' must be an integer, got str" in message
 
 
+@pytest.mark.parametrize("key, value, says", [
+    ("rotation_degrees", 200, "must be in [0, 180]"),
+    ("zoom", 1.5, "must be in [0, 1)"),
+    ("shift_pixels", -1, "must be 0 or more"),
+])
+def test_augmentation_out_of_range_names_key(tmp_path: Path, key: str, value, says: str):
+    data = spec_dict()
+    data["training"]["augmentation"] = {key: value}
+    message = _error(tmp_path, yaml.safe_dump(data))
+    assert f"training.augmentation.{key}" in message and says in message
+
+
 def test_missing_required_key(tmp_path: Path):
     data = spec_dict()
     del data["acceptance"]["min_int8_accuracy"]

@@ -18,7 +18,8 @@ from .errors import TinymlError
 # TensorFlow's C++ logging (oneDNN notices, tf.data attribute complaints, converter chatter) is noise
 # for our users; real failures still surface as Python exceptions with their messages.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+# oneDNN stays on: training is about 3 times faster with it on two cores, and with TF's op
+# determinism it gives the same weights run after run (its start-up notice is INFO, silenced above).
 
 DEFAULT_BOARD = "qemu_cortex_m3"
 

@@ -175,7 +175,10 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
 
     from .quantize import RECIPE
 
-    quant_key = _key("quantize", train_key, spec.section_hash("quantization", "dataset"), RECIPE)
+    # Keyed by the trained weights, not the training recipe: --retrain (or a model trained with other
+    # numerics) must never reuse the int8 model of the weights it replaced.
+    quant_key = _key("quantize", meta.get("weights_sha256", train_key), spec.section_hash("quantization", "dataset"),
+                     RECIPE)
     quant_dir = cache / f"quantize-{quant_key}"
     with ui.stage("quantize"), _Timer(timings, "quantize") as timer:
         if (quant_dir / "model.tflite").is_file():
@@ -226,7 +229,9 @@ def _train(spec: Spec, data: Dataset, ui: UI, cache: Path, name: str) -> Any:
     with _cache_entry(cache, name) as tmp:
         result.model.save(tmp / "model.keras")
         save_history(tmp / "history.json", result.history)
-        write_atomic(tmp / "meta.json", json.dumps({"parameters": int(result.model.count_params())}))
+        weights = sha256_bytes(b"".join(w.tobytes() for w in result.model.get_weights()))
+        write_atomic(tmp / "meta.json", json.dumps({"parameters": int(result.model.count_params()),
+                                                    "weights_sha256": weights}))
     return result.model
 
 

@@ -66,6 +66,8 @@ class Spec:
     lr_schedule: dict[str, Any] | None
     warmup_epochs: int
     shift_pixels: int
+    rotation_degrees: float
+    zoom: float
     validation_split: float
     representative_samples: int
     min_int8_accuracy: float
@@ -113,6 +115,10 @@ def _positive(value: Any) -> str | None:
 
 def _non_negative(value: Any) -> str | None:
     return None if value >= 0 else "must be 0 or more"
+
+
+def _degrees(value: Any) -> str | None:
+    return None if 0 <= value <= 180 else "must be in [0, 180]"
 
 
 def _fraction(value: Any) -> str | None:
@@ -163,7 +169,11 @@ SCHEMA: dict[str, Key] = {
         "loss": Key("map", required=True, children=KERAS_OBJECT),
         "learning_rate_schedule": Key("map", children=KERAS_OBJECT),
         "warmup_epochs": Key("int", check=_non_negative),
-        "augmentation": Key("map", children={"shift_pixels": Key("int", check=_non_negative)}),
+        "augmentation": Key("map", children={
+            "shift_pixels": Key("int", check=_non_negative),
+            "rotation_degrees": Key("float", check=_degrees, doc="degrees"),
+            "zoom": Key("float", check=_fraction, doc="fraction"),
+        }),
         "validation_split": Key("float", check=_fraction),
     }),
     "quantization": Key("map", required=True, children={
@@ -350,6 +360,8 @@ def load_spec(path: Path) -> Spec:
         lr_schedule=tr.get("learning_rate_schedule"),
         warmup_epochs=tr.get("warmup_epochs", 0),
         shift_pixels=tr.get("augmentation", {}).get("shift_pixels", 0),
+        rotation_degrees=float(tr.get("augmentation", {}).get("rotation_degrees", 0.0)),
+        zoom=float(tr.get("augmentation", {}).get("zoom", 0.0)),
         validation_split=float(tr.get("validation_split", 0.0)),
         representative_samples=qu["representative_samples"],
         min_int8_accuracy=float(ac["min_int8_accuracy"]),

@@ -11,69 +11,29 @@
 #include <zephyr/kernel.h>
 #include <zephyr/sys/printk.h>
 
-#include "tensorflow/lite/micro/micro_interpreter.h"
-#include "tensorflow/lite/schema/schema_generated.h"
-
-#include "model_data.h"
-#include "model_settings.h"
-#include "op_resolver.h"
 #include "test_images.h"
+#include "tinyml_runtime.h"
 
 namespace {
 
 // Exactly the size the pipeline measured on the host TFLM, plus its margin.
 alignas(16) uint8_t tensor_arena[tinyml::kTensorArenaSize];
 
-// twister's console harness stops with a failure on this line (ztest's
-// convention), so a broken build fails at once instead of timing out.
-int Fail(const char* what)
-{
-	printk("ERROR: %s\nPROJECT EXECUTION FAILED\n", what);
-	return -1;
-}
-
-int ArgMax(const TfLiteTensor* output)
-{
-	int best = 0;
-	for (int i = 1; i < tinyml::kNumClasses; i++) {
-		if (output->data.int8[i] > output->data.int8[best]) {
-			best = i;
-		}
-	}
-	return best;
-}
-
 }  // namespace
 
 int main(void)
 {
-	const tflite::Model* model = tflite::GetModel(TINYML_MODEL_DATA);
-	if (model->version() != TFLITE_SCHEMA_VERSION) {
-		printk("model schema %u, TFLM supports %d\n", (unsigned)model->version(),
-		       TFLITE_SCHEMA_VERSION);
-		return Fail("model schema version mismatch");
-	}
+	using tinyml::Fail;
 
-	static tinyml::OpResolver resolver;
-	if (tinyml::RegisterOps(resolver) != kTfLiteOk) {
-		return Fail("op registration failed (kNumOps too small?)");
+	tflite::MicroInterpreter* interpreter =
+		tinyml::StartInterpreter(tensor_arena, sizeof(tensor_arena));
+	if (interpreter == nullptr) {
+		return -1;
 	}
+	TfLiteTensor* input = interpreter->input(0);
+	const TfLiteTensor* output = interpreter->output(0);
 
-	static tflite::MicroInterpreter interpreter(model, resolver, tensor_arena,
-						    sizeof(tensor_arena));
-	if (interpreter.AllocateTensors() != kTfLiteOk) {
-		/* TFLM has already logged the cause: a missing op or a short arena. */
-		return Fail("AllocateTensors failed (missing op or arena too small)");
-	}
-
-	TfLiteTensor* input = interpreter.input(0);
-	const TfLiteTensor* output = interpreter.output(0);
-	if (input->type != kTfLiteInt8 || input->bytes != (size_t)tinyml::kInputSize ||
-	    output->type != kTfLiteInt8 || output->bytes != (size_t)tinyml::kNumClasses) {
-		return Fail("model tensors do not match model_settings.h");
-	}
-
-	const size_t arena_used = interpreter.arena_used_bytes();
+	const size_t arena_used = interpreter->arena_used_bytes();
 	printk("model %s: %u bytes, arena used %u of %u bytes: %s\n", tinyml::kModelName,
 	       (unsigned)tinyml::kModelDataSize, (unsigned)arena_used,
 	       (unsigned)tinyml::kTensorArenaSize,
@@ -85,14 +45,14 @@ int main(void)
 		memcpy(input->data.int8, tinyml::kTestImages[n], tinyml::kInputSize);
 
 		const uint32_t start = k_cycle_get_32();
-		const TfLiteStatus status = interpreter.Invoke();
+		const TfLiteStatus status = interpreter->Invoke();
 		cycles += k_cycle_get_32() - start;
 		if (status != kTfLiteOk) {
 			return Fail("Invoke failed");
 		}
 
 		const int expected = tinyml::kTestLabels[n];
-		const int got = ArgMax(output);
+		const int got = tinyml::ArgMax(output->data.int8);
 		if (got == expected) {
 			correct++;
 			printk("CORRECT classification! %s\n", tinyml::kCategoryLabels[got]);

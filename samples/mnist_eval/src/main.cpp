@@ -16,13 +16,8 @@
 #include <zephyr/kernel.h>
 #include <zephyr/sys/printk.h>
 
-#include "tensorflow/lite/micro/micro_interpreter.h"
-#include "tensorflow/lite/schema/schema_generated.h"
-
 #include "frame.h"
-#include "model_data.h"
-#include "model_settings.h"
-#include "op_resolver.h"
+#include "tinyml_runtime.h"
 
 namespace {
 
@@ -157,50 +152,29 @@ void SendInfo(uint16_t seq, const ModelFacts& facts)
 void SendResult(uint16_t seq, const int8_t* scores, uint32_t cycles)
 {
 	uint8_t frame[16 + tinyml::kNumClasses];
-	int best = 0;
-	for (int i = 1; i < tinyml::kNumClasses; i++) {
-		if (scores[i] > scores[best]) {
-			best = i;
-		}
-	}
 	memcpy(frame, evalproto::kMagicResult, 2);
 	PutU16(frame + 2, seq);
-	frame[4] = (uint8_t)best;
+	frame[4] = (uint8_t)tinyml::ArgMax(scores);
 	frame[5] = (uint8_t)tinyml::kNumClasses;
 	memcpy(frame + 6, scores, tinyml::kNumClasses);
 	PutU32(frame + 6 + tinyml::kNumClasses, cycles);
 	Send(evalproto::kReplyMarker, frame, 10 + tinyml::kNumClasses);
 }
 
-int Fail(const char* what)
-{
-	printk("ERROR: %s\nPROJECT EXECUTION FAILED\n", what);
-	return -1;
-}
-
 }  // namespace
 
 int main(void)
 {
-	const tflite::Model* model = tflite::GetModel(TINYML_MODEL_DATA);
-	if (model->version() != TFLITE_SCHEMA_VERSION) {
-		return Fail("model schema version mismatch");
+	using tinyml::Fail;
+
+	tflite::MicroInterpreter* interpreter =
+		tinyml::StartInterpreter(tensor_arena, sizeof(tensor_arena));
+	if (interpreter == nullptr) {
+		return -1;
 	}
-	static tinyml::OpResolver resolver;
-	if (tinyml::RegisterOps(resolver) != kTfLiteOk) {
-		return Fail("op registration failed (kNumOps too small?)");
-	}
-	static tflite::MicroInterpreter interpreter(model, resolver, tensor_arena,
-						    sizeof(tensor_arena));
-	if (interpreter.AllocateTensors() != kTfLiteOk) {
-		return Fail("AllocateTensors failed (missing op or arena too small)");
-	}
-	TfLiteTensor* input = interpreter.input(0);
-	const TfLiteTensor* output = interpreter.output(0);
-	if (input->type != kTfLiteInt8 || input->bytes != (size_t)tinyml::kInputSize ||
-	    output->type != kTfLiteInt8 || output->bytes != (size_t)tinyml::kNumClasses) {
-		return Fail("model tensors do not match model_settings.h");
-	}
+	TfLiteTensor* input = interpreter->input(0);
+	const TfLiteTensor* output = interpreter->output(0);
+
 	if (!device_is_ready(uart)) {
 		return Fail("console UART not ready");
 	}
@@ -208,7 +182,7 @@ int main(void)
 	/* The host checks these against its .tflite before trusting any result. */
 	const ModelFacts facts = {
 		evalproto::Crc16(TINYML_MODEL_DATA, tinyml::kModelDataSize),
-		(uint32_t)interpreter.arena_used_bytes(),
+		(uint32_t)interpreter->arena_used_bytes(),
 	};
 
 	evalproto::LineAssembler assembler(frame_buffer, sizeof(frame_buffer),
@@ -243,7 +217,7 @@ int main(void)
 				break;
 			}
 			const uint32_t start = k_cycle_get_32();
-			const TfLiteStatus status = interpreter.Invoke();
+			const TfLiteStatus status = interpreter->Invoke();
 			const uint32_t cycles = k_cycle_get_32() - start;
 			if (status != kTfLiteOk) {
 				SendError(request.seq, Error::kInvoke, request.length);
