@@ -16,10 +16,6 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# The test fixtures' short trainings were written against TF's plain CPU kernels; with oneDNN's
-# numerics the 3-epoch model has one test image (6350) on which TFLM and the TFLite reference
-# kernels differ, which the acceptance check rightly refuses. The CLI keeps oneDNN on.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 SHARED_MNIST = ROOT.parent / "shared" / "datasets" / "mnist"
 
@@ -96,12 +92,9 @@ def pytest_terminal_summary(terminalreporter) -> None:
         ran = sum(1 for o in outcomes if o != "skipped")
         skipped = len(outcomes) - ran
         if tier == "zephyr" and ran == 0:
-            try:
-                from zephyr_tinyml.zephyr_env import find_zephyr
+            from zephyr_tinyml.zephyr_env import find_zephyr
 
-                found, why = find_zephyr(ROOT)
-            except ImportError:
-                found, why = None, "the firmware stage is not installed"
+            found, why = find_zephyr(ROOT)
             if found is not None and not skipped:
                 terminalreporter.write_line(f"tier zephyr: no tests selected ({why})")
             else:

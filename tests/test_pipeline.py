@@ -29,8 +29,12 @@ def test_int8_tflm_accuracy_and_bit_exact_reference(short_build):
     v = result.verification
     assert v.images == 10_000
     assert v.tflm_accuracy >= 97.0, v
-    assert v.ref_mismatches == 0, v.ref_mismatch_indices
-    assert v.tflm_accuracy == v.tflite_ref_accuracy
+    # TFLM rounds requantization twice (gemmlowp), LiteRT's reference kernels once: every image on
+    # which they differ must trace back to a 1-LSB difference in a requantizing op, nothing else.
+    assert v.ref_unexplained_mismatches == 0, v.first_divergence
+    assert v.ref_rounding_mismatches == v.ref_mismatches
+    assert set(v.ref_divergence_ops) <= {"CONV_2D", "FULLY_CONNECTED"}, v.ref_divergence_ops
+    assert abs(v.tflm_accuracy - v.tflite_ref_accuracy) < 0.2
     assert abs(v.float_accuracy - v.tflm_accuracy) < 1.0
     assert v.optimized_argmax_agreement >= 9_950
 
@@ -75,8 +79,10 @@ def test_generated_sources_are_complete_and_consistent(short_build, mnist):
     assert [int(x) for x in labels.split(",")] == mnist.y_test[chosen].tolist()
     assert sorted(mnist.y_test[chosen].tolist()) == list(range(10))
     first = [int(x) for x in re.search(r"label \d \(\d\)\n([^}]*)\}", images_cc).group(1).replace("\n", "").split(",") if x.strip()]
-    expected = quantize_input(mnist.x_test[chosen[:1]], result.spec, result.info).reshape(-1).tolist()
-    assert first == expected
+    assert first == mnist.x_test[chosen[0]].reshape(-1).tolist()  # raw pixels; the app quantizes them
+    # ... with the header's table, which is the host's own quantization of every pixel value.
+    table = [int(x) for x in re.search(r"kInputQuantization\[256\] = \{([^}]*)\}", settings).group(1).split(",") if x.strip()]
+    assert table == quantize_input(np.arange(256, dtype=np.uint8), result.spec, result.info).reshape(-1).tolist()
     train_flat = mnist.x_train.reshape(len(mnist.x_train), -1)
     for index in chosen:  # never a training image
         assert not np.any(np.all(train_flat == mnist.x_test[index].reshape(1, -1), axis=1))
@@ -121,16 +127,24 @@ def test_quantize_cache_follows_the_trained_weights(short_build, tmp_path: Path)
     meta_path.write_text(json.dumps(meta))
     again = build_model(result.spec, dataclasses.replace(options, work_dir=work, out_dir=tmp_path / "gen"), SilentUI())
     assert again.timings["train"].cached and not again.timings["quantize"].cached
-    # Not asserted: byte-identical sources. Quantizing the reloaded model.keras gave a different
-    # model_data.h than the in-memory model in one run here; to be investigated.
+    # Every path quantizes the saved model.keras, so a train-cache hit with a quantize miss gives
+    # exactly the sources of the fresh build.
+    for name in GENERATED_FILES:
+        assert (tmp_path / "gen" / name).read_bytes() == (result.generated.folder / name).read_bytes(), name
 
 
 def test_acceptance_failure_generates_nothing(short_build, tmp_path: Path):
     result, options = short_build
     strict = load_spec(write_spec(tmp_path, spec_dict(
         training=SHORT_TRAINING, acceptance={"min_int8_accuracy": 99.99, "max_accuracy_drop": 1.0})))
-    with pytest.raises(AcceptanceError, match=r"below acceptance.min_int8_accuracy 99.99 %"):
+    with pytest.raises(AcceptanceError, match=r"below acceptance.min_int8_accuracy 99.99 %") as err:
         build_model(strict, dataclasses.replace(options, out_dir=tmp_path / "gen"), SilentUI())
+    # Every figure that tells training loss from quantization loss, and the verdict drawn from them.
+    v = result.verification
+    for figure in (f"float Keras {v.float_accuracy:.2f} %", f"int8 TFLite {v.tflite_ref_accuracy:.2f} %",
+                   f"int8 TFLM {v.tflm_accuracy:.2f} %", f"drop {v.accuracy_drop:.2f} points"):
+        assert figure in str(err.value)
+    assert "training is where accuracy is lost" in str(err.value)
     assert not (tmp_path / "gen").exists()
 
 

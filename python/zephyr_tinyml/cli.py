@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from .errors import TinymlError
 
@@ -67,19 +67,35 @@ def cmd_build(args: argparse.Namespace) -> int:
     console.print(f"generated sources in {result.generated.folder}; rewritten: {changed}")
     if args.no_firmware:
         return 0
-    firmware = _firmware_step()
-    if firmware is None:
-        return 0
-    return firmware(spec, result, args, console)
+    from .firmware import build_step
+
+    return build_step(spec, result, args, console)
 
 
-def _firmware_step() -> Callable | None:
-    """The firmware stage's entry point, when that stage is installed (it needs Zephyr)."""
-    try:
-        from .firmware import build_step
-    except ImportError:
-        return None
-    return build_step
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Print what the tool needs and whether it is here; exit 1 if ``--for`` needs a missing piece."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .doctor import NEEDS, failures, run_checks
+
+    checks = run_checks()
+    table = Table(title="tinyml doctor", header_style="bold")
+    for column in ("needed for", "item", "status", "found", "to get it"):
+        table.add_column(column, overflow="fold")
+    for check in checks:
+        status = "[green]ok[/]" if check.ok else ("[red]MISSING[/]" if check.required else "[yellow]optional[/]")
+        table.add_row(check.group, check.item, status, check.detail, check.fix)
+    console = Console()
+    console.print(table)
+    missing = failures(checks, args.intent)
+    needed = " + ".join(NEEDS[args.intent])
+    if missing:
+        console.print(f"[red]{len(missing)} piece(s) needed for '{args.intent}' ({needed}) missing:[/] "
+                      + ", ".join(c.item for c in missing))
+        return 1
+    console.print(f"everything needed for '{args.intent}' ({needed}) is here")
+    return 0
 
 
 def add_commands(parser: argparse.ArgumentParser) -> None:
@@ -115,20 +131,23 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
                          help="stop after generating sources (no Zephyr needed)")
     p_build.set_defaults(func=cmd_build)
 
-    for extra in _extra_commands():
-        extra(sub)
+    p_doctor = sub.add_parser(
+        "doctor", help="check Python packages, interpreters, Zephyr, toolchain, QEMU; say how to get what is missing",
+        description="One table of what zephyr-tinyml needs and whether it is here: Python and package versions, the "
+                    "host TFLM and LiteRT interpreters (each runs a model), Zephyr (how it was found, version, "
+                    "modules), the toolchain and its picolibc, cmake, ninja, dtc and QEMU. Exit status 1 when a "
+                    "piece needed for --for is missing.")
+    p_doctor.add_argument("--for", dest="intent", choices=("host", "build", "run"), default="run",
+                          help="what you are about to run: host = `tinyml build --no-firmware`; build = firmware "
+                               "builds and `tinyml size`; run = also QEMU (`--run`, `tinyml eval`) (default: run)")
+    p_doctor.set_defaults(func=cmd_doctor)
 
+    # Later stages' commands live in their own modules (imported here, not at the top: they import
+    # this module's DEFAULT_BOARD).
+    from . import eval_cli, size_cli
 
-def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
-    """Subcommands of later stages (size reports, on-device evaluation), when present."""
-    found = []
-    for module in ("size_cli", "eval_cli"):
-        try:
-            mod = __import__(f"{__package__}.{module}", fromlist=["add_command"])
-        except ImportError:
-            continue
-        found.append(mod.add_command)
-    return found
+    size_cli.add_command(sub)
+    eval_cli.add_command(sub)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from .fileio import sha256_bytes, write_if_changed
 from .spec import Spec
 from .tflite_model import ModelInfo, per_channel_ops
 from .tflm_ops import advice, resolver_method, unsupported_ops
+from .verify import quantize_input
 
 GENERATED_FILES = ("model_data.h", "model_data.cc", "model_settings.h", "op_resolver.h",
                    "test_images.h", "test_images.cc")
@@ -110,7 +111,8 @@ def generate(spec: Spec, tflite: bytes, info: ModelInfo, arena_measured: int,
     sources = {
         "model_data.h": _model_data_h(spec, stamp),
         "model_data.cc": _model_data_cc(spec, stamp, tflite),
-        "model_settings.h": _settings_h(spec, stamp, info, labels, arena, arena_measured),
+        "model_settings.h": _settings_h(spec, stamp, info, labels, arena, arena_measured,
+                                        input_quantization_table(spec, info)),
         "op_resolver.h": _resolver_h(stamp, info),
         "test_images.h": _test_images_h(stamp, len(test_labels)),
         "test_images.cc": _test_images_cc(stamp, test_images, test_labels, labels),
@@ -121,6 +123,17 @@ def generate(spec: Spec, tflite: bytes, info: ModelInfo, arena_measured: int,
 
 def _c_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _c_float(value: float) -> str:
+    """A C float literal that rounds to the same float32 as ``np.float32(value)``."""
+    return f"{float(value)!r}f"
+
+
+def _int_rows(values: np.ndarray, per_row: int) -> str:
+    flat = [int(v) for v in np.asarray(values).reshape(-1)]
+    return "\n".join("    " + ", ".join(str(v) for v in flat[i:i + per_row]) + ","
+                     for i in range(0, len(flat), per_row))
 
 
 def _hex_rows(data: bytes, per_row: int = 12) -> str:
@@ -154,8 +167,13 @@ const unsigned int g_{spec.name}_model_data_size = {len(tflite)};
 """
 
 
+def input_quantization_table(spec: Spec, info: ModelInfo) -> np.ndarray:
+    """The model input for every 8-bit pixel value, by the very function host verification uses."""
+    return quantize_input(np.arange(256, dtype=np.uint8), spec, info).reshape(256)
+
+
 def _settings_h(spec: Spec, stamp: str, info: ModelInfo, labels: tuple[str, ...], arena: int,
-                measured: int) -> str:
+                measured: int, table: np.ndarray) -> str:
     in_shape = ", ".join(map(str, info.input.shape))
     out_shape = ", ".join(map(str, info.output.shape))
     label_lines = "\n".join(f"    {_c_string(label)}," for label in labels)
@@ -175,12 +193,32 @@ namespace tinyml {{
 constexpr char kModelName[] = {_c_string(spec.name)};
 constexpr size_t kModelDataSize = {info.size};
 
-// Input: int8, q = round(pixel * {spec.norm_scale!r} / kInputScale) + kInputZeroPoint
+// Input: int8, from 8-bit pixels (every channel alike) by exactly the host pipeline's arithmetic:
+//   real = pixel * kInputNormScale + kInputNormOffset       (float32; the spec's dataset.normalization)
+//   q    = clamp(round_half_to_even(real / kInputScale) + kInputZeroPoint, -128, 127)
+// QuantizeInput() looks q up in kInputQuantization, which the host computed with that formula for
+// all 256 pixel values: the device cannot round differently (an FPU's fused multiply-add would).
 constexpr int kInputDims = {len(info.input.shape)};
 constexpr int kInputShape[kInputDims] = {{{in_shape}}};
 constexpr int kInputSize = {int(np.prod(info.input.shape))};
+constexpr float kInputNormScale = {_c_float(spec.norm_scale)};
+constexpr float kInputNormOffset = {_c_float(spec.norm_offset)};
 constexpr float kInputScale = {info.input.scale!r}f;
 constexpr int32_t kInputZeroPoint = {info.input.zero_point};
+
+constexpr int8_t kInputQuantization[256] = {{
+{_int_rows(table, 16)}
+}};
+
+// One pixel value (0-255) -> the model's int8 input.
+inline int8_t QuantizeInput(uint8_t pixel) {{ return kInputQuantization[pixel]; }}
+
+// A whole image of raw pixels (HWC order, as the model's input) -> the input tensor's int8 data.
+inline void QuantizeImage(const uint8_t* pixels, int8_t* input, size_t count = kInputSize) {{
+  for (size_t i = 0; i < count; i++) {{
+    input[i] = kInputQuantization[pixels[i]];
+  }}
+}}
 
 // Output: int8 scores, real = (q - kOutputZeroPoint) * kOutputScale
 constexpr int kOutputDims = {len(info.output.shape)};
@@ -241,9 +279,11 @@ def _test_images_h(stamp: str, count: int) -> str:
 
 namespace tinyml {{
 
-// Images from the test set (never the training set) that host TFLM classifies correctly: the first\n// of each class, then the next ones. Already quantized to the model's input.
+// Images from the test set (never the training set) that host TFLM classifies correctly: the first
+// of each class, then the next ones. Raw 8-bit pixels: the app quantizes them with QuantizeImage(),
+// as it would a camera frame.
 constexpr int kNumTestImages = {count};
-extern const int8_t kTestImages[kNumTestImages][kInputSize];
+extern const uint8_t kTestImages[kNumTestImages][kInputSize];
 extern const uint8_t kTestLabels[kNumTestImages];
 
 }}  // namespace tinyml
@@ -255,7 +295,7 @@ extern const uint8_t kTestLabels[kNumTestImages];
 def _test_images_cc(stamp: str, images: np.ndarray, labels: np.ndarray, names: tuple[str, ...]) -> str:
     blocks = []
     for image, label in zip(images, labels):
-        flat = image.reshape(-1).astype(np.int8)
+        flat = image.reshape(-1).astype(np.uint8)
         rows = []
         for start in range(0, flat.size, 28):
             rows.append("        " + ", ".join(f"{int(v)}" for v in flat[start:start + 28]) + ",")
@@ -266,7 +306,7 @@ def _test_images_cc(stamp: str, images: np.ndarray, labels: np.ndarray, names: t
 
 namespace tinyml {{
 
-const int8_t kTestImages[kNumTestImages][kInputSize] = {{
+const uint8_t kTestImages[kNumTestImages][kInputSize] = {{
 {chr(10).join(blocks)}
 }};
 

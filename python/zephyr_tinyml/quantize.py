@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-import tempfile
 import warnings
-from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -74,26 +72,22 @@ def to_int8_tflite(spec: Spec, model: Any, data: Dataset) -> bytes:
 
 
 def add_label_metadata(spec: Spec, tflite: bytes) -> bytes:
-    """Embed the class labels (and input normalization) as TFLite metadata.
+    """Embed the class labels and input normalization as standard TFLite metadata.
 
-    Uses tflite-support's image-classifier metadata writer, so the model is self-describing for
-    any TFLite tool; the codegen reads the labels back from here, not from the spec.
+    The model is then self-describing for any TFLite tool; the codegen reads the labels back from
+    here, not from the spec.  The schema's normalization is ``(pixel - mean) / std``; ours is
+    ``pixel * scale + offset``, so ``mean = -offset / scale`` and ``std = 1 / scale``.
     """
-    from tensorflow_lite_support.metadata.python.metadata_writers import image_classifier
+    from .tflite_metadata import ClassifierMetadata, write_metadata
 
-    # The writer's normalization is (pixel - mean) / std; ours is pixel * scale + offset.
-    mean = -spec.norm_offset / spec.norm_scale
-    std = 1.0 / spec.norm_scale
-    with tempfile.TemporaryDirectory() as folder:
-        labels = Path(folder) / "labels.txt"
-        labels.write_text("".join(f"{label}\n" for label in spec.labels), encoding="utf-8")
-        writer = image_classifier.MetadataWriter.create_for_inference(
-            tflite, [mean], [std], [str(labels)])
-        return bytes(writer.populate())
+    meta = ClassifierMetadata(name=spec.name, description=spec.description, labels=tuple(spec.labels),
+                              mean=(-spec.norm_offset / spec.norm_scale,), std=(1.0 / spec.norm_scale,),
+                              channels=int(spec.input_shape[-1]))
+    return write_metadata(tflite, meta)
 
 
 # Part of the quantize stage's cache key: bump when the conversion recipe changes.
-RECIPE = "int8-batch1-per-tensor-dense-v1"
+RECIPE = "int8-batch1-per-tensor-dense-v2-own-metadata"
 
 
 def quantize(spec: Spec, model: Any, data: Dataset) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from .pipeline import BuildResult
+from .verify import describe_divergence
 
 
 def summary_table(result: BuildResult) -> Table:
@@ -19,7 +20,11 @@ def summary_table(result: BuildResult) -> Table:
         ("int8 TFLite accuracy (reference kernels)", f"{v.tflite_ref_accuracy:.2f} %"),
         ("int8 TFLM accuracy", f"{v.tflm_accuracy:.2f} %"),
         ("float -> int8 drop", f"{v.accuracy_drop:.2f} points"),
-        ("TFLM vs TFLite-reference mismatches", f"{v.ref_mismatches} / {v.images:,}"),
+        ("TFLM vs TFLite-reference: differing images", f"{v.ref_mismatches:,} / {v.images:,}"),
+        ("  of which 1-LSB requantization rounding", f"{v.ref_rounding_mismatches:,}"
+         + (f" (first differing op: {', '.join(f'{k} {n}' for k, n in v.ref_divergence_ops.items())})"
+            if v.ref_divergence_ops else "")),
+        ("  of which unexplained (fails the build)", f"{v.ref_unexplained_mismatches:,}"),
         ("TFLM vs TFLite-optimized argmax agreement", f"{v.optimized_argmax_agreement:,} / {v.images:,}"),
         ("model (.tflite) bytes", f"{result.info.size:,}"),
         ("arena bytes (host measured -> generated)", f"{v.arena_host_bytes:,} -> {result.generated.arena_size:,}"),
@@ -28,6 +33,8 @@ def summary_table(result: BuildResult) -> Table:
         ("ops", ", ".join(result.info.unique_ops)),
         ("generated sources", str(result.generated.folder)),
     ]
+    if v.first_divergence and v.first_divergence.get("op"):
+        rows.insert(8, ("first differing layer (TFLM vs reference)", describe_divergence(v.first_divergence)))
     for name, value in rows:
         table.add_row(name, value)
     for stage, timing in result.timings.items():

@@ -1,7 +1,7 @@
 """Read what later stages need out of a ``.tflite`` file: ops, tensors, quantization, labels.
 
-Uses TFLite's own Python interpreter to parse (it validates the flatbuffer) and tflite-support's
-metadata reader for labels.  A file that is not a TFLite model is a :class:`ModelError` naming it.
+Uses the LiteRT (TFLite) Python interpreter to parse (it validates the flatbuffer) and our
+metadata reader (:mod:`tflite_metadata`) for labels.  A file that is not a TFLite model is a :class:`ModelError` naming it.
 """
 
 from __future__ import annotations
@@ -40,30 +40,27 @@ class ModelInfo:
         return tuple(sorted(set(self.ops)))
 
 
-def tf_lite_interpreter(tflite: bytes, reference: bool = False):  # -> tf.lite.Interpreter
-    """A TFLite interpreter, optionally with the reference (non-optimized) kernels."""
-    import tensorflow as tf
+def tf_lite_interpreter(tflite: bytes, reference: bool = False, preserve_all_tensors: bool = False):
+    """A LiteRT interpreter, optionally with TFLite's reference (non-optimized) kernels.
 
-    resolver = (tf.lite.experimental.OpResolverType.BUILTIN_REF if reference
-                else tf.lite.experimental.OpResolverType.AUTO)
+    LiteRT (``ai_edge_litert``) is the maintained home of the TFLite interpreter;
+    ``tf.lite.Interpreter`` is deprecated and scheduled for deletion.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = OpResolverType.BUILTIN_REF if reference else OpResolverType.AUTO
     with warnings.catch_warnings(), captured_fd(2):
-        warnings.simplefilter("ignore")  # the tf.lite.Interpreter deprecation notice, XNNPACK's hello
-        return tf.lite.Interpreter(model_content=tflite, experimental_op_resolver_type=resolver,
-                                   num_threads=1)
+        warnings.simplefilter("ignore")  # XNNPACK's start-up notice
+        return Interpreter(model_content=tflite, experimental_op_resolver_type=resolver, num_threads=1,
+                           experimental_preserve_all_tensors=preserve_all_tensors)
 
 
 def read_labels(tflite: bytes) -> tuple[str, ...]:
-    """Labels from the model's metadata (``labels.txt`` associated file); empty if none."""
-    from tensorflow_lite_support.metadata.python import metadata
+    """Labels from the model's TFLite metadata (its TENSOR_AXIS_LABELS file); empty if none."""
+    from .tflite_metadata import read_metadata
 
-    try:
-        displayer = metadata.MetadataDisplayer.with_model_buffer(tflite)
-    except ValueError:
-        return ()
-    if "labels.txt" not in displayer.get_packed_associated_file_list():
-        return ()
-    text = displayer.get_associated_file_buffer("labels.txt").decode("utf-8")
-    return tuple(line for line in text.splitlines() if line)
+    meta = read_metadata(tflite)
+    return meta.labels if meta is not None else ()
 
 
 def inspect_model(tflite: bytes, origin: str | Path = "<bytes>") -> ModelInfo:

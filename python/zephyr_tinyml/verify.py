@@ -1,8 +1,11 @@
 """Verify stage: float Keras vs int8 TFLite vs int8 TFLM on the whole test set, and arena size.
 
-The device runs TFLM, so TFLM on the host is the model's ground truth.  TFLite's *reference*
-kernels (``BUILTIN_REF``) must give bit-identical int8 outputs; TFLite's default optimized kernels
-may round differently (±1 on some images), so for them only argmax agreement is reported.
+The device runs TFLM, so TFLM on the host is the model's ground truth (the device must equal it
+bit for bit: see the evaluation stage).  TFLite's *reference* kernels (``BUILTIN_REF``) are the
+independent check of TFLM's kernels: every image whose int8 output differs is traced layer by layer
+to the first op where the two part; a 1-LSB difference in a requantizing op is the two runtimes'
+documented rounding difference, anything else fails the build.  TFLite's optimized kernels round
+differently again, so for them only argmax agreement is reported.
 """
 
 from __future__ import annotations
@@ -34,10 +37,16 @@ class Verification:
     tflm_accuracy: float
     ref_mismatches: int             # images whose int8 output differs TFLM vs TFLite-ref
     ref_mismatch_indices: list[int]
+    # Of those: first divergence a 1-LSB requantization rounding difference / anything else.
+    ref_rounding_mismatches: int
+    ref_unexplained_mismatches: int
+    ref_divergence_ops: dict[str, int]  # op of the first divergence -> images
     optimized_argmax_agreement: int  # images where TFLM and optimized TFLite pick the same class
     optimized_vector_differences: int
     arena_host_bytes: int
     tflm_predictions: list[int] = field(repr=False)
+    # The first unexplained mismatch's divergence, else the first mismatch's (see LayerStepper).
+    first_divergence: dict[str, Any] | None = None
 
     @property
     def accuracy_drop(self) -> float:
@@ -126,6 +135,14 @@ def verify(spec: Spec, data: Dataset, keras_model: Any, tflite: bytes, info: Mod
 
     micro_pred = micro.argmax(axis=1)
     differs = np.flatnonzero(np.any(micro != reference, axis=1))
+    divergences = []
+    if differs.size:
+        stepper = LayerStepper(tflite)
+        divergences = [stepper.diverge(inputs[i], int(i)) for i in differs]
+    unexplained = [d for d in divergences if not d.get("rounding")]
+    ops: dict[str, int] = {}
+    for d in divergences:
+        ops[str(d.get("op"))] = ops.get(str(d.get("op")), 0) + 1
     return Verification(
         images=len(labels),
         float_accuracy=accuracy(float_logits.argmax(axis=1)),
@@ -134,11 +151,131 @@ def verify(spec: Spec, data: Dataset, keras_model: Any, tflite: bytes, info: Mod
         tflm_accuracy=accuracy(micro_pred),
         ref_mismatches=int(differs.size),
         ref_mismatch_indices=[int(i) for i in differs[:10]],
+        ref_rounding_mismatches=len(divergences) - len(unexplained),
+        ref_unexplained_mismatches=len(unexplained),
+        ref_divergence_ops=dict(sorted(ops.items())),
         optimized_argmax_agreement=int(np.sum(optimized.argmax(axis=1) == micro_pred)),
         optimized_vector_differences=int(np.sum(np.any(micro != optimized, axis=1))),
         arena_host_bytes=measure_arena(tflite, inputs[0]),
         tflm_predictions=[int(p) for p in micro_pred],
+        first_divergence=(unexplained or divergences or [None])[0],
     )
+
+
+def all_tensors_model(tflite: bytes) -> tuple[bytes, list[dict[str, Any]]]:
+    """A copy of ``tflite`` whose subgraph outputs are the outputs of every op, in execution order.
+
+    TFLM's Python interpreter only exposes model outputs; making every intermediate tensor an output
+    lets us read it, as TFLM's own layer_by_layer_debugger does.  Returns the new model and, per op,
+    its index, name and output tensor (index and name).
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    graph = model.subgraphs[0]
+    names = {code_index: _op_name(schema, code) for code_index, code in enumerate(model.operatorCodes)}
+    ops, outputs = [], []
+    for index, op in enumerate(graph.operators):
+        for tensor in op.outputs:
+            if tensor >= 0 and tensor not in outputs:
+                outputs.append(int(tensor))
+                name = graph.tensors[tensor].name
+                ops.append({"op_index": index, "op": names[op.opcodeIndex], "tensor": int(tensor),
+                            "tensor_name": name.decode() if isinstance(name, bytes) else str(name)})
+    graph.outputs = np.array(outputs, dtype=np.int32)
+    builder = flatbuffers.Builder(len(tflite) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output()), ops
+
+
+def _op_name(schema: Any, code: Any) -> str:
+    value = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+    for name, number in vars(schema.BuiltinOperator).items():
+        if number == value and not name.startswith("_"):
+            return name
+    return f"BUILTIN_{value}"
+
+
+# Ops that only move or select values: TFLM and TFLite must agree on them exactly, so even a
+# 1-LSB difference there is a real fault, never rounding.
+DATA_MOVEMENT_OPS = frozenset({"RESHAPE", "MAX_POOL_2D", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "PACK", "UNPACK",
+                               "SPLIT", "SPLIT_V", "SLICE", "STRIDED_SLICE", "GATHER", "PAD", "CONCATENATION"})
+
+
+class LayerStepper:
+    """TFLM and the TFLite reference kernels side by side, every op's output readable.
+
+    Built once per model, then :meth:`diverge` per input: a few milliseconds an image, so every
+    mismatching test image can be traced to the first op where the two runtimes part.
+    """
+
+    def __init__(self, tflite: bytes, reference_tflite: bytes | None = None):
+        debug_model, self.ops = all_tensors_model(tflite)
+        self.micro = tflm_interpreter(debug_model)
+        self.ref = tf_lite_interpreter(reference_tflite or tflite, reference=True, preserve_all_tensors=True)
+        self.ref.allocate_tensors()
+        self.ref_input = self.ref.get_input_details()[0]["index"]
+
+    def diverge(self, image: np.ndarray, index: int, limit: int = 8) -> dict[str, Any]:
+        """The first op whose int8 output differs, its differing elements (flat index, TFLM value,
+        reference value) and how many later ops differ; ``op`` None when every op agrees."""
+        self.micro.set_input(image[np.newaxis], 0)
+        self.micro.invoke()
+        self.ref.set_tensor(self.ref_input, image[np.newaxis])
+        self.ref.invoke()
+        first: dict[str, Any] | None = None
+        later = 0
+        for position, op in enumerate(self.ops):
+            got = np.array(self.micro.get_output(position)).reshape(-1)
+            want = self.ref.get_tensor(op["tensor"]).reshape(-1)
+            differs = np.flatnonzero(got != want)
+            if not differs.size:
+                continue
+            if first is None:
+                gap = int(np.max(np.abs(got[differs].astype(np.int64) - want[differs].astype(np.int64))))
+                first = dict(op, image=index, differing_elements=int(differs.size), elements=int(want.size),
+                             max_abs_difference=gap,
+                             first_elements=[[int(i), int(got[i]), int(want[i])] for i in differs[:limit]])
+            else:
+                later += 1
+        if first is None:
+            return {"image": index, "op": None, "note": "TFLM and the reference kernels agree on every op's output"}
+        first["later_ops_differing"] = later
+        first["rounding"] = is_rounding_difference(first)
+        return first
+
+
+def is_rounding_difference(divergence: dict[str, Any]) -> bool:
+    """True when the first divergence is what the two runtimes' requantization rounding explains.
+
+    Measured with LiteRT 2.x and TF 2.21: their reference kernels requantize with one rounding
+    step, host TFLM (and the TFLM on the device) with gemmlowp's two (a rounding doubling high
+    multiply, then a rounding shift).  The two disagree by exactly 1 LSB on rare products, in ops
+    that requantize (CONV_2D, FULLY_CONNECTED, ...).  Anything else (2 LSB or more at the first
+    differing op, or a difference in an op that only moves data) is a real kernel disagreement.
+    """
+    return (divergence.get("op") is not None and divergence["max_abs_difference"] <= 1
+            and divergence["op"] not in DATA_MOVEMENT_OPS)
+
+
+def first_divergence(tflite: bytes, image: np.ndarray, index: int, limit: int = 8,
+                     reference_tflite: bytes | None = None) -> dict[str, Any]:
+    """Layer-by-layer comparison for one input (see :class:`LayerStepper`); ``reference_tflite``
+    (default: the same model) lets a test hold TFLM against a deliberately altered copy."""
+    return LayerStepper(tflite, reference_tflite).diverge(image, index, limit)
+
+
+def describe_divergence(d: dict[str, Any] | None) -> str:
+    """One sentence for reports and errors."""
+    if not d or d.get("op") is None:
+        return ""
+    elements = ", ".join(f"[{i}] TFLM {a} vs reference {b}" for i, a, b in d["first_elements"])
+    return (f"image {d['image']}: first differing op is #{d['op_index']} {d['op']} (output '{d['tensor_name']}'), "
+            f"{d['differing_elements']} of {d['elements']} elements differ ({elements}); "
+            f"{d['later_ops_differing']} later ops differ as a consequence"
+            + ("; a 1-LSB requantization rounding difference" if d.get("rounding") else
+               "; NOT explained by rounding"))
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int) -> np.ndarray:

@@ -120,10 +120,11 @@ def _complete(base: Path, topdir: Path | None, found_by: str,
 
 def _west_lists_modules(topdir: Path) -> bool:
     """True when west's manifest names at least one cloned project with a zephyr/module.yml."""
+    from west.manifest import MalformedManifest, Manifest
+
     try:
-        from west.manifest import Manifest
         manifest = Manifest.from_topdir(topdir=os.fspath(topdir))
-    except Exception:  # west missing, or a manifest it cannot read: fall back to scanning
+    except (MalformedManifest, OSError, ValueError):  # a manifest west cannot read: scan instead
         return False
     for project in manifest.projects[1:]:  # [0] is the manifest repository itself
         if (Path(project.abspath) / "zephyr" / "module.yml").is_file() and project.is_cloned():
@@ -153,3 +154,45 @@ def _toolchain(environ: Mapping[str, str]) -> dict[str, str]:
         return {}
     return {"ZEPHYR_TOOLCHAIN_VARIANT": "gnuarmemb",
             "GNUARMEMB_TOOLCHAIN_PATH": str(Path(gcc).resolve().parent.parent)}
+
+
+def workspace_modules(env: ZephyrEnv, environ: Mapping[str, str] | None = None) -> dict[str, Path]:
+    """The Zephyr modules a build of ``env`` sees, by module name (``zephyr/module.yml``'s ``name``,
+    else the folder name): ``ZEPHYR_MODULES``, else the scanned ``modules/`` folder, else the cloned
+    projects of the west manifest."""
+    environ = os.environ if environ is None else environ
+    paths: list[Path] = []
+    if environ.get("ZEPHYR_MODULES"):
+        paths = [Path(p) for p in environ["ZEPHYR_MODULES"].split(";") if p]
+    elif env.modules:
+        paths = list(env.modules)
+    elif env.workspace is not None:
+        paths = _west_module_paths(env.workspace)
+    found: dict[str, Path] = {}
+    for path in paths:
+        found[_module_name(path)] = path
+    return found
+
+
+def _west_module_paths(topdir: Path) -> list[Path]:
+    from west.manifest import Manifest, MalformedManifest
+
+    try:
+        manifest = Manifest.from_topdir(topdir=os.fspath(topdir))
+    except (MalformedManifest, OSError, ValueError):
+        return list(_scan_modules(topdir))
+    return [Path(p.abspath) for p in manifest.projects[1:]
+            if (Path(p.abspath) / "zephyr" / "module.yml").is_file()]
+
+
+def _module_name(path: Path) -> str:
+    """``name:`` of the module's ``zephyr/module.yml``, else its folder name (Zephyr's own rule)."""
+    import yaml
+
+    module_yml = path / "zephyr" / "module.yml"
+    try:
+        data = yaml.safe_load(module_yml.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        data = {}
+    name = data.get("name") if isinstance(data, dict) else None
+    return str(name) if name else path.name

@@ -6,8 +6,6 @@
  * twister harness (sample.yaml) and `west tinyml` parse.
  */
 
-#include <cstring>
-
 #include <zephyr/kernel.h>
 #include <zephyr/sys/printk.h>
 
@@ -42,7 +40,7 @@ int main(void)
 	int correct = 0;
 	uint64_t cycles = 0;
 	for (int n = 0; n < tinyml::kNumTestImages; n++) {
-		memcpy(input->data.int8, tinyml::kTestImages[n], tinyml::kInputSize);
+		tinyml::QuantizeImage(tinyml::kTestImages[n], input->data.int8);
 
 		const uint32_t start = k_cycle_get_32();
 		const TfLiteStatus status = interpreter->Invoke();
