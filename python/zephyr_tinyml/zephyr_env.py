@@ -20,7 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from west.configuration import MalformedConfig
+from west.manifest import MalformedManifest, Manifest, ManifestImportFailed
+
 DEFAULT_WORKSPACE = Path("~/zephyrproject")
+# What west raises for a workspace whose config or manifest it cannot read (missing or malformed).
+WEST_MANIFEST_ERRORS = (MalformedConfig, MalformedManifest, ManifestImportFailed, OSError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -120,11 +125,9 @@ def _complete(base: Path, topdir: Path | None, found_by: str,
 
 def _west_lists_modules(topdir: Path) -> bool:
     """True when west's manifest names at least one cloned project with a zephyr/module.yml."""
-    from west.manifest import MalformedManifest, Manifest
-
     try:
         manifest = Manifest.from_topdir(topdir=os.fspath(topdir))
-    except (MalformedManifest, OSError, ValueError):  # a manifest west cannot read: scan instead
+    except WEST_MANIFEST_ERRORS:  # a workspace whose manifest west cannot read: scan instead
         return False
     for project in manifest.projects[1:]:  # [0] is the manifest repository itself
         if (Path(project.abspath) / "zephyr" / "module.yml").is_file() and project.is_cloned():
@@ -175,11 +178,9 @@ def workspace_modules(env: ZephyrEnv, environ: Mapping[str, str] | None = None) 
 
 
 def _west_module_paths(topdir: Path) -> list[Path]:
-    from west.manifest import Manifest, MalformedManifest
-
     try:
         manifest = Manifest.from_topdir(topdir=os.fspath(topdir))
-    except (MalformedManifest, OSError, ValueError):
+    except WEST_MANIFEST_ERRORS:
         return list(_scan_modules(topdir))
     return [Path(p.abspath) for p in manifest.projects[1:]
             if (Path(p.abspath) / "zephyr" / "module.yml").is_file()]
