@@ -132,7 +132,8 @@ def zephyr_checks(start: Path | None = None) -> tuple[list[Check], ZephyrEnv | N
     checks = [Check("firmware", "Zephyr", True, f"{env.version} at {env.base} ({how})")]
     found = workspace_modules(env)
     for name in MODULES:
-        aliases = {"cmsis": ("cmsis", "cmsis_6")}.get(name, (name,))
+        # A module.yml without ``name:`` is named after its folder: west's hal_stm32 lives in hal/stm32.
+        aliases = {"cmsis": ("cmsis", "cmsis_6"), "hal_stm32": ("hal_stm32", "stm32")}.get(name, (name,))
         path = next((found[a] for a in aliases if a in found), None)
         required = name in ("tflite-micro", "cmsis")
         checks.append(Check("firmware", f"module {name}", path is not None, str(path) if path else "not found",
