@@ -32,7 +32,7 @@ def mnist_dir() -> Path:
 @pytest.fixture(scope="session")
 def mnist(mnist_dir: Path):
     """The MNIST data set as the data stage loads it."""
-    from zephyr_tinyml.data import load_dataset
+    from zephyr_tinyml.model.data import load_dataset
 
     return load_dataset("mnist", (28, 28, 1), mnist_dir, allow_download=False)
 
@@ -65,8 +65,8 @@ SHORT_TRAINING = {"epochs": 3, "warmup_epochs": 0, "augmentation": {"shift_pixel
 @pytest.fixture(scope="session")
 def short_build(tmp_path_factory, mnist_dir: Path):
     """One real pipeline run of the reference network with a short training."""
-    from zephyr_tinyml.pipeline import BuildOptions, build_model
-    from zephyr_tinyml.spec import load_spec
+    from zephyr_tinyml.model.pipeline import BuildOptions, build_model
+    from zephyr_tinyml.model.spec import load_spec
     from zephyr_tinyml.ui import SilentUI
 
     folder = tmp_path_factory.mktemp("short")
@@ -92,7 +92,7 @@ def pytest_terminal_summary(terminalreporter) -> None:
         ran = sum(1 for o in outcomes if o != "skipped")
         skipped = len(outcomes) - ran
         if tier == "zephyr" and ran == 0:
-            from zephyr_tinyml.zephyr_env import find_zephyr
+            from zephyr_tinyml.firmware.zephyr_env import find_zephyr
 
             found, why = find_zephyr(ROOT)
             if found is not None and not skipped:

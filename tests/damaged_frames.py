@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from zephyr_tinyml import protocol as proto
+from zephyr_tinyml.device import protocol as proto
 
 
 def _flip(line: str, at: int) -> str:

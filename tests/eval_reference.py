@@ -15,8 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from zephyr_tinyml import protocol as proto
-from zephyr_tinyml.link import FdLink
+from zephyr_tinyml.device import protocol as proto
+from zephyr_tinyml.device.link import FdLink
 
 Infer = Callable[[bytes], np.ndarray]  # int8 input bytes -> int8 outputs
 

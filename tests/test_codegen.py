@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from conftest import spec_dict, write_spec
-from zephyr_tinyml.codegen import arena_size, generate, select_test_images
+from zephyr_tinyml.model.codegen import TestVectors, arena_size, generate, select_test_images
 from zephyr_tinyml.errors import ModelError
-from zephyr_tinyml.spec import load_spec
-from zephyr_tinyml.tflite_model import inspect_model
-from zephyr_tinyml.tflm_ops import resolver_method, unsupported_ops
+from zephyr_tinyml.model.spec import load_spec
+from zephyr_tinyml.model.tflite_model import inspect_model
+from zephyr_tinyml.model.tflm_ops import resolver_method, unsupported_ops
 
 
 def test_arena_size_adds_margin_and_aligns():
@@ -75,6 +75,10 @@ def _int8_model_with(layer_factory) -> bytes:
     return converter.convert()
 
 
+def _vectors() -> TestVectors:
+    return TestVectors(np.zeros((1, 8), np.int8), np.zeros((1, 2), np.int8))
+
+
 def test_op_tflm_lacks_is_refused_and_nothing_written(tmp_path: Path):
     import keras
 
@@ -83,7 +87,7 @@ def test_op_tflm_lacks_is_refused_and_nothing_written(tmp_path: Path):
     assert "REVERSE_V2" in info.ops
     spec = load_spec(write_spec(tmp_path, spec_dict()))
     with pytest.raises(ModelError) as err:
-        generate(spec, tflite, info, 1000, np.zeros((1, 8), np.int8), np.zeros(1, np.uint8), tmp_path / "out")
+        generate(spec, tflite, info, 1000, _vectors(), tmp_path / "out")
     assert "REVERSE_V2" in str(err.value) and "cannot run" in str(err.value)
     assert not (tmp_path / "out").exists()
 
@@ -94,6 +98,5 @@ def test_per_channel_dense_is_refused(tmp_path: Path):
     tflite = _int8_model_with(lambda: keras.layers.Dense(8))   # TF 2.19 default: per-channel Dense
     spec = load_spec(write_spec(tmp_path, spec_dict()))
     with pytest.raises(ModelError, match="per-channel quantized FULLY_CONNECTED"):
-        generate(spec, tflite, inspect_model(tflite), 1000, np.zeros((1, 8), np.int8), np.zeros(1, np.uint8),
-                 tmp_path / "out")
+        generate(spec, tflite, inspect_model(tflite), 1000, _vectors(), tmp_path / "out")
     assert not (tmp_path / "out").exists()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zephyr_tinyml.data import DATA_DIR_ENV, IDX_FILES, load_dataset, read_idx
+from zephyr_tinyml.model.data import DATA_DIR_ENV, IDX_FILES, load_dataset, read_idx
 from zephyr_tinyml.errors import DataError
 
 
@@ -61,6 +61,8 @@ def test_partial_folder_names_missing_files(tmp_path: Path, mnist_dir: Path):
         load_dataset("mnist", (28, 28, 1), tmp_path, allow_download=False)
 
 
-def test_input_shape_mismatch(mnist_dir: Path):
-    with pytest.raises(DataError, match=r"input_shape' is \[32, 32, 3\].*28×28"):
-        load_dataset("mnist", (32, 32, 3), mnist_dir, allow_download=False)
+def test_builtin_set_is_brought_to_the_spec_shape(mnist_dir: Path):
+    """MNIST for a 32×32 RGB model: grey repeated into RGB, resized bilinearly (Keras' default)."""
+    data = load_dataset("mnist", (32, 32, 3), mnist_dir, allow_download=False)
+    assert data.x_test.shape == (10000, 32, 32, 3) and data.x_test.dtype == np.uint8
+    assert any("grey -> RGB" in note and "28×28 -> 32×32" in note for note in data.notes)

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zephyr_tinyml import protocol as proto
-from zephyr_tinyml.evaluate import compare, model_from_sources, stream
-from zephyr_tinyml.link import QemuLink
-from zephyr_tinyml.session import Session
-from zephyr_tinyml.verify import run_tflm
+from zephyr_tinyml.device import protocol as proto
+from zephyr_tinyml.device.evaluate import compare, model_from_sources, stream
+from zephyr_tinyml.device.link import QemuLink
+from zephyr_tinyml.device.session import Session
+from zephyr_tinyml.model.verify import run_tflm
 
 from damaged_frames import DAMAGED
 
@@ -38,8 +38,8 @@ pytestmark = [pytest.mark.zephyr]
 @pytest.fixture(scope="module")
 def firmware():
     """``(build dir, Zephyr env)`` of the eval app for qemu_cortex_m3."""
-    from zephyr_tinyml.firmware import build_app
-    from zephyr_tinyml.zephyr_env import find_zephyr
+    from zephyr_tinyml.firmware.build import build_app
+    from zephyr_tinyml.firmware.zephyr_env import find_zephyr
 
     zephyr, why = find_zephyr()
     if zephyr is None:
@@ -55,9 +55,9 @@ def firmware():
 @pytest.fixture(scope="module")
 def reference(mnist):
     """The compiled-in model, 40 real test images as int8, and host TFLM's outputs for them."""
-    from zephyr_tinyml.spec import load_spec
-    from zephyr_tinyml.tflite_model import inspect_model
-    from zephyr_tinyml.verify import quantize_input
+    from zephyr_tinyml.model.spec import load_spec
+    from zephyr_tinyml.model.tflite_model import inspect_model
+    from zephyr_tinyml.model.verify import quantize_input
 
     model = model_from_sources(GENERATED / "model_data.cc")
     spec = load_spec(REPO / "models" / "mnist.yaml")

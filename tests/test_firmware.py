@@ -1,7 +1,8 @@
 """firmware: build the sample around generated sources, run it in QEMU, read its summary.
 
 The Zephyr tier builds samples/mnist for qemu_cortex_m3 (minutes: TFLM is compiled from source)
-and runs it; it is skipped, with the reason, when no Zephyr workspace is found.
+and runs it, and runs a model trained elsewhere (TFLM's hello_world) through the generic app
+samples/run_model; it is skipped, with the reason, when no Zephyr workspace is found.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from zephyr_tinyml.firmware import SAMPLE_APP, FirmwareError, build_app, parse_summary, run_qemu
-from zephyr_tinyml.size import check_budget, region_report
-from zephyr_tinyml.spec import load_spec
-from zephyr_tinyml.zephyr_env import find_zephyr
+from zephyr_tinyml.firmware.build import SAMPLE_APP, FirmwareError, build_app, parse_summary, run_qemu
+from zephyr_tinyml.firmware.size import check_budget, region_report
+from zephyr_tinyml.model.spec import load_spec
+from zephyr_tinyml.firmware.zephyr_env import find_zephyr
 
 REPO = Path(__file__).resolve().parents[1]
+MNIST_APP = REPO / "samples" / "mnist"
+HELLO_WORLD = REPO.parent / "shared" / "foreign-models" / "hello_world_int8.tflite"
 
 OUTPUT = """\
 *** Booting Zephyr OS build 5bcc92171dfc ***
@@ -54,11 +57,11 @@ def qemu_build(tmp_path_factory) -> Path:
         pytest.skip(why)
     if shutil.which("qemu-system-arm") is None:
         pytest.skip("qemu-system-arm is not installed")
-    generated = SAMPLE_APP / "generated"
+    generated = MNIST_APP / "generated"
     if not any(generated.glob("*.cc")):
         pytest.skip(f"no generated sources in {generated}")
     build = tmp_path_factory.mktemp("fw") / "qemu_cortex_m3"
-    build_app(SAMPLE_APP, "qemu_cortex_m3", build, generated, zephyr=zephyr)
+    build_app(MNIST_APP, "qemu_cortex_m3", build, generated, zephyr=zephyr)
     return build
 
 
@@ -92,7 +95,7 @@ def test_over_budget_fails_with_the_table(qemu_build: Path, tmp_path: Path) -> N
     data["budgets"]["qemu_cortex_m3"] = {"flash": 40_000, "ram": 8_000}
     spec = tmp_path / "tight.yaml"
     spec.write_text(yaml.safe_dump(data))
-    run = subprocess.run([sys.executable, "-m", "zephyr_tinyml.size", str(qemu_build / "zephyr" / "zephyr.elf"),
+    run = subprocess.run([sys.executable, "-m", "zephyr_tinyml.firmware.size", str(qemu_build / "zephyr" / "zephyr.elf"),
                           "--spec", str(spec), "--board", "qemu_cortex_m3"],
                          capture_output=True, text=True, env={**__import__("os").environ,
                                                               "PYTHONPATH": str(REPO / "python")})
@@ -100,3 +103,27 @@ def test_over_budget_fails_with_the_table(qemu_build: Path, tmp_path: Path) -> N
     assert "BUDGET EXCEEDED (qemu_cortex_m3): flash" in run.stdout and "RAM" in run.stdout
     assert "| flash |" in run.stdout and "over by" in run.stdout
     assert "| model weights |" in run.stdout and "| tensor arena |" in run.stdout and "| TFLM code |" in run.stdout
+
+
+@pytest.mark.zephyr
+@pytest.mark.slow
+def test_model_from_elsewhere_runs_bit_exact_on_the_device(tmp_path: Path) -> None:
+    """`tinyml build hello_world_int8.tflite --run`: no spec, no data; the device equals host TFLM."""
+    import os
+    import subprocess
+    import sys
+
+    zephyr, why = find_zephyr()
+    if zephyr is None:
+        pytest.skip(why)
+    if shutil.which("qemu-system-arm") is None:
+        pytest.skip("qemu-system-arm is not installed")
+    if not HELLO_WORLD.is_file():
+        pytest.skip(f"{HELLO_WORLD} not found (../shared/foreign-models beside the repository)")
+    run = subprocess.run([sys.executable, "-m", "zephyr_tinyml.cli", "build", str(HELLO_WORLD), "--run",
+                          "--board", "qemu_cortex_m3", "--work-dir", str(tmp_path / "work")],
+                         capture_output=True, text=True, timeout=1800,
+                         env={**os.environ, "PYTHONPATH": str(REPO / "python")})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert run.stdout.count("CORRECT output ") == 10 and "WRONG" not in run.stdout
+    assert "SUMMARY correct=10/10 " in run.stdout and "ARENA OK" in run.stdout

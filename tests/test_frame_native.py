@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zephyr_tinyml import protocol as proto
+from zephyr_tinyml.device import protocol as proto
 
 from damaged_frames import DAMAGED
 

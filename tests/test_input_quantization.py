@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from conftest import spec_dict, write_spec
-from zephyr_tinyml.codegen import _model_data_h, _settings_h, input_quantization_table
-from zephyr_tinyml.spec import load_spec
-from zephyr_tinyml.tflite_model import ModelInfo, TensorInfo
-from zephyr_tinyml.verify import quantize_input
+from zephyr_tinyml.model.codegen import _model_data_h, _settings_h, input_quantization_table
+from zephyr_tinyml.model.spec import load_spec
+from zephyr_tinyml.model.tflite_model import ModelInfo, TensorInfo
+from zephyr_tinyml.model.verify import quantize_input
 
 DRIVER = r"""
 #include <cstdio>
@@ -60,9 +60,10 @@ def test_generated_quantizer_equals_host_quantization(case: str, compiler: str, 
         "input_shape": [8, 8, channels], "normalization": {"scale": scale, "offset": offset}})))
     info = ModelInfo(ops=("CONV_2D",), input=TensorInfo((1, 8, 8, channels), "int8", in_scale, in_zero),
                      output=TensorInfo((1, 10), "int8", 0.1, 0), labels=(), size=1000)
-    (tmp_path / "model_data.h").write_text(_model_data_h(spec, "// test\n"))
+    (tmp_path / "model_data.h").write_text(_model_data_h("g_test_model_data", "// test\n"))
     (tmp_path / "model_settings.h").write_text(
-        _settings_h(spec, "// test\n", info, tuple("0123456789"), 1024, 1000, input_quantization_table(spec, info)))
+        _settings_h(spec, "// test\n", info, tuple("0123456789"), 1024, 1000, input_quantization_table(spec, info),
+                    "g_test_model_data"))
     (tmp_path / "driver.cpp").write_text(DRIVER)
     binary = tmp_path / "driver"
     subprocess.run([compiler, "-std=c++17", "-Wall", "-Wextra", "-Werror", "-O2", f"-I{tmp_path}",

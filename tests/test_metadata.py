@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zephyr_tinyml.tflite_metadata import (ClassifierMetadata, associated_files, encode_metadata,
+from zephyr_tinyml.model.tflite_metadata import (ClassifierMetadata, associated_files, encode_metadata,
                                            read_metadata, write_metadata)
-from zephyr_tinyml.tflite_model import inspect_model
+from zephyr_tinyml.model.tflite_model import inspect_model
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tflite_support_0_4_4_classifier.tflite"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from zephyr_tinyml import protocol as proto
+from zephyr_tinyml.device import protocol as proto
 
 
 def test_crc16_is_ccitt_false() -> None:

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from eval_reference import Faults, ReferenceDevice
-from zephyr_tinyml import protocol as proto
-from zephyr_tinyml.evaluate import (EvalReport, check_device_model, compare, model_from_sources, report_text,
+from zephyr_tinyml.device import protocol as proto
+from zephyr_tinyml.device.evaluate import (EvalReport, check_device_model, compare, model_from_sources, report_text,
                                     stream)
-from zephyr_tinyml.session import DeviceError, Session
-from zephyr_tinyml.verify import tflm_interpreter
+from zephyr_tinyml.device.session import DeviceError, Session
+from zephyr_tinyml.model.verify import tflm_interpreter
 
 GENERATED = Path(__file__).resolve().parents[1] / "samples" / "mnist" / "generated"
 IMAGES = 24

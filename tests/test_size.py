@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from zephyr_tinyml.size import (Share, SizeReport, check_budget, classify, iter_input_sections,
+from zephyr_tinyml.firmware.size import (Share, SizeReport, check_budget, classify, iter_input_sections,
                                 parse_memory_configuration, region_report, split_by_component,
                                 to_json, to_markdown, to_table)
-from zephyr_tinyml.spec import Budget
-from zephyr_tinyml.zephyr_env import find_zephyr
+from zephyr_tinyml.model.spec import Budget
+from conftest import ROOT
+from zephyr_tinyml.firmware.zephyr_env import find_zephyr
 
 MAP = """\
 Memory Configuration
@@ -78,6 +79,9 @@ def test_input_sections_with_wrapped_names() -> None:
     (".text.main", "app/libapp.a(main.cpp.obj)", "app"),
     (".rodata.g_mnist_model_data", "app/libapp.a(model_data.cc.obj)", "model"),
     (".rodata.x", "app/libapp.a(test_images.cc.obj)", "test images"),
+    (".rodata.x", "modules/zephyr-tinyml/libtinyml.a(test_data.cc.obj)", "test images"),
+    (".rodata.g_x_model_data", "modules/zephyr-tinyml/libtinyml.a(model_data.cc.obj)", "model"),
+    (".text.x", "modules/zephyr-tinyml/libtinyml.a(runtime.cpp.obj)", "app"),
     (".text.x", "modules/tflite-micro/libmodules__tflite-micro.a(conv.cc.obj)", "TFLM core"),
     (".text.x", "modules/tflite-micro/CMakeFiles/x.dir/ws/modules/lib/tflite-micro/"
                 "tensorflow/lite/micro/kernels/conv.cc.obj", "TFLM kernels"),
@@ -152,3 +156,17 @@ def test_totals_match_the_linker(hello_world: tuple[Path, str]) -> None:
     assert sum(s.flash for s in r.shares) == r.flash
     assert sum(s.ram for s in r.shares) == r.ram
     assert r.share("Zephyr kernel").flash > 0
+
+
+def test_model_symbol_comes_from_the_generated_sources(tmp_path: Path) -> None:
+    from zephyr_tinyml.firmware.size import _symbol_key, model_symbol
+
+    assert model_symbol(ROOT / "samples" / "mnist" / "generated") == "g_mnist_model_data"
+    (tmp_path / "model_data.h").write_text("extern const unsigned char g_kws_model_data[];\n")
+    assert model_symbol(tmp_path) == "g_kws_model_data"
+    (tmp_path / "tinyml_model.json").write_text(json.dumps({"model_symbol": "my_model"}))
+    assert model_symbol(tmp_path) == "my_model"
+    assert _symbol_key("my_model", "my_model") == "model_data"
+    assert _symbol_key("g_mnist_model_data", "my_model") is None   # another model's array is not this one
+    assert _symbol_key("g_mnist_model_data") == "model_data"       # no folder: TFLM's naming
+    assert _symbol_key("_ZN6tinyml12kTestOutputsE") == "test_images"

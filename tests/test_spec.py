@@ -9,7 +9,7 @@ import yaml
 
 from conftest import spec_dict, write_spec
 from zephyr_tinyml.errors import SpecError
-from zephyr_tinyml.spec import build_keras_model, check_layers, load_spec, resolve_spec_path
+from zephyr_tinyml.model.spec import build_keras_model, check_layers, load_spec, resolve_spec_path
 
 
 def test_shipped_mnist_spec_is_the_reference_network():
@@ -106,3 +106,40 @@ def test_section_hash_ignores_unrelated_sections(tmp_path: Path):
     assert a.section_hash("dataset", "model", "training") == b.section_hash("dataset", "model", "training")
     c = load_spec(write_spec(tmp_path, spec_dict(training={"epochs": 2}), "c.yaml"))
     assert a.section_hash("training") != c.section_hash("training")
+
+
+def test_zoo_specs_are_the_published_networks():
+    """mnist_dscnn / cifar10_dscnn: the depthwise-separable network of the Zephyr CIFAR-10 reference design."""
+    import keras
+
+    for name, shape in (("mnist_dscnn", (28, 28, 1)), ("cifar10_dscnn", (32, 32, 3))):
+        spec = load_spec(resolve_spec_path(name))
+        assert spec.input_shape == shape and set(spec.budgets) == {"qemu_cortex_m3", "nucleo_f446re"}
+        model = build_keras_model(spec)
+        kinds = [type(layer).__name__ for layer in model.layers]
+        assert kinds.count("DepthwiseConv2D") == 4 and kinds.count("BatchNormalization") == 9
+        assert [layer.filters for layer in model.layers if type(layer).__name__ == "Conv2D"] == [16, 24, 48, 96, 192]
+        assert kinds.count("MaxPooling2D") == 3 and isinstance(model.layers[-1], keras.layers.Dense)
+
+
+def test_spec_with_a_model_file_and_a_folder(tmp_path: Path):
+    (tmp_path / "m.tflite").write_bytes(b"x")
+    (tmp_path / "images").mkdir()
+    path = tmp_path / "mine.yaml"
+    path.write_text("name: mine\nmodel: {file: m.tflite}\ndataset: {path: images, test_split: 0.1}\n")
+    spec = load_spec(path)
+    assert spec.model_file == tmp_path / "m.tflite" and spec.data_source().path == tmp_path / "images"
+    assert spec.data_source().test_split == 0.1 and spec.has_data
+
+
+@pytest.mark.parametrize("text, says", [
+    ("name: x\nmodel: {file: m.tflite, layers: [{class_name: Dense}]}\n", "'model' needs exactly one of 'layers'"),
+    ("name: x\nmodel: {file: m.tflite}\ndataset: {name: mnist, path: d}\n", "'dataset' needs exactly one of 'name'"),
+    ("name: x\nmodel: {file: m.tflite}\ntraining: {epochs: 1}\n", "'training' is for 'model.layers'"),
+])
+def test_model_file_spec_errors(tmp_path: Path, text: str, says: str):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError, match=says) as info:
+        load_spec(path)
+    assert "bad.yaml:" in str(info.value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from zephyr_tinyml.train import affine_images, shift_images
+from zephyr_tinyml.model.train import affine_images, shift_images
 
 
 def test_shift_moves_pixels_and_fills_zero():

@@ -9,7 +9,7 @@ from pathlib import Path
 import flatbuffers
 import numpy as np
 
-from zephyr_tinyml.verify import all_tensors_model, describe_divergence, first_divergence, is_rounding_difference
+from zephyr_tinyml.model.verify import all_tensors_model, describe_divergence, first_divergence, is_rounding_difference
 
 MODEL = (Path(__file__).parent / "fixtures" / "tflite_support_0_4_4_classifier.tflite").read_bytes()
 IMAGE = ((np.arange(64) * 29) % 256 - 128).astype(np.int8).reshape(8, 8, 1)

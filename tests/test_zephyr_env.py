@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zephyr_tinyml.zephyr_env import find_zephyr
+from zephyr_tinyml.firmware.zephyr_env import find_zephyr
 
 
 def make_zephyr(root: Path) -> Path:

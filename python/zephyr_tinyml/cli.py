@@ -33,14 +33,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from .spec import list_specs, load_spec
+    from .model.spec import list_specs, load_spec
 
     table = Table(title="models", header_style="bold")
-    for column in ("name", "data set", "layers", "epochs", "boards with budgets", "description"):
+    for column in ("name", "data set", "model", "epochs", "boards with budgets", "description"):
         table.add_column(column)
     for path in list_specs():
         spec = load_spec(path)
-        table.add_row(spec.name, spec.dataset, str(len(spec.layers)), str(spec.epochs),
+        model = f"{len(spec.layers)} layers" if spec.layers else Path(spec.model_file or "").name
+        table.add_row(spec.name, spec.dataset, model, str(spec.epochs) if spec.layers else "-",
                       ", ".join(spec.budgets) or "-", spec.description)
     Console().print(table)
     return 0
@@ -50,12 +51,27 @@ def cmd_build(args: argparse.Namespace) -> int:
     """Train (or reuse), quantize, verify, generate sources; then build the firmware unless told not to."""
     from rich.console import Console
 
-    from .pipeline import BuildOptions, build_model
-    from .report import summary_table
-    from .spec import load_spec, resolve_spec_path
+    from .model.model_file import is_model_path, name_from_path, read_labels_file, spec_for_model_file
+    from .model.pipeline import BuildOptions, build_model
+    from .model.report import summary_table
+    from .model.spec import load_spec, resolve_spec_path
     from .ui import RichUI
 
-    spec = load_spec(resolve_spec_path(args.model))
+    if is_model_path(args.model):
+        name = args.name
+        work = _work_dir(args, name or name_from_path(Path(args.model)))
+        spec = spec_for_model_file(
+            Path(args.model), name=name, dataset=args.dataset,
+            data_dir=Path(args.data_dir) if args.data_dir else None,
+            labels=read_labels_file(Path(args.labels)) if args.labels else (),
+            input_scale=args.input_scale, input_offset=args.input_offset, test_inputs=args.test_inputs,
+            output_dir=Path(args.out) if args.out else None, work_dir=work)
+    else:
+        for option in ("dataset", "labels", "name"):
+            if getattr(args, option):
+                raise TinymlError(f"--{option} is for a model file (.tflite, .keras, .h5, SavedModel); for a spec, "
+                                  f"set it in the spec's dataset section.")
+        spec = load_spec(resolve_spec_path(args.model))
     console = Console()
     options = BuildOptions(work_dir=_work_dir(args, spec.name),
                            data_dir=Path(args.data_dir) if args.data_dir else None,
@@ -67,7 +83,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     console.print(f"generated sources in {result.generated.folder}; rewritten: {changed}")
     if args.no_firmware:
         return 0
-    from .firmware import build_step
+    from .firmware.build import build_step
 
     return build_step(spec, result, args, console)
 
@@ -112,10 +128,25 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         description="Run the model pipeline for a spec: train (cached), quantize to int8, verify float / "
                     "TFLite / TFLM on the full test set, check the acceptance bars, generate C/C++ sources, "
                     "then build the Zephyr app for --board and check its region budgets.")
-    p_build.add_argument("model", help="model name in models/ (e.g. mnist) or path to a spec .yaml")
+    p_build.add_argument("model", help="model name in models/ (e.g. mnist), a spec .yaml, or a model trained "
+                                       "elsewhere: .tflite (int8), .keras, .h5 or a SavedModel folder")
     p_build.add_argument("--data-dir", metavar="DIR",
-                         help="folder with the MNIST IDX .gz files or mnist.npz (default: $TINYML_DATA_DIR, "
-                              "then Keras' download cache)")
+                         help="local files of a built-in data set (MNIST IDX .gz, mnist.npz, cifar-10-batches-py/, "
+                              "...; default: $TINYML_DATA_DIR, then Keras' download cache); for a model file also an "
+                              "image folder or .npz, recognised by its contents")
+    files = p_build.add_argument_group("models trained elsewhere (a .tflite, .keras, .h5 or SavedModel argument)")
+    files.add_argument("--dataset", metavar="NAME|PATH",
+                       help="test (and, for Keras models, representative) data: mnist, fashion_mnist, cifar10, "
+                            "cifar100, an image folder (one subfolder per class) or an .npz; default: what --data-dir "
+                            "holds; none: the device is checked on seeded random inputs")
+    files.add_argument("--labels", metavar="FILE", help="labels.txt, one per line (default: the model's TFLite "
+                                                        "metadata, then the folder names, else numbers)")
+    files.add_argument("--input-scale", type=float, default=1 / 255, metavar="S",
+                       help="model input = pixel * S + OFFSET, as the model was trained (default: 1/255)")
+    files.add_argument("--input-offset", type=float, default=0.0, metavar="OFFSET", help="(default: 0)")
+    files.add_argument("--test-inputs", type=int, default=10, metavar="K",
+                       help="inputs embedded for the on-device check (default: 10)")
+    files.add_argument("--name", help="model name for generated symbols and folders (default: from the file name)")
     p_build.add_argument("--work-dir", metavar="DIR",
                          help="outputs and cache (default: ./build/tinyml/<model>)")
     p_build.add_argument("--out", metavar="DIR",
@@ -144,7 +175,8 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
 
     # Later stages' commands live in their own modules (imported here, not at the top: they import
     # this module's DEFAULT_BOARD).
-    from . import eval_cli, size_cli
+    from .device import eval_cli
+    from .firmware import size_cli
 
     size_cli.add_command(sub)
     eval_cli.add_command(sub)

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .zephyr_env import ZephyrEnv, find_zephyr, workspace_modules
+from .firmware.zephyr_env import ZephyrEnv, find_zephyr, workspace_modules
 
 SUPPORTED_PYTHON = ((3, 10), (3, 13))
 # What each intended command needs: `tinyml build --no-firmware` needs only the host pieces.
@@ -112,7 +112,7 @@ def _run_tflm(model: bytes) -> str:
 def _run_litert(model: bytes) -> str:
     import numpy as np
 
-    from .tflite_model import tf_lite_interpreter
+    from .model.tflite_model import tf_lite_interpreter
 
     interpreter = tf_lite_interpreter(model, reference=True)
     interpreter.allocate_tensors()

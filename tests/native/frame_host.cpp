@@ -4,7 +4,7 @@
  * Host driver for the device's frame decoder (samples/mnist_eval/src/frame.cpp):
  * feeds stdin to a LineAssembler sized as in the firmware, one character at a
  * time, and prints one line per finished frame so tests/test_frame_native.py can
- * hold it against python/zephyr_tinyml/protocol.py without Zephyr or QEMU:
+ * hold it against python/zephyr_tinyml/device/protocol.py without Zephyr or QEMU:
  *   request <seq> <hex of the unpacked payload>
  *   error <seq> <code> <bytes decoded>
  */

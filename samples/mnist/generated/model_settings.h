@@ -16,18 +16,20 @@ namespace tinyml {
 constexpr char kModelName[] = "mnist";
 constexpr size_t kModelDataSize = 15674;
 
-// Input: int8, from 8-bit pixels (every channel alike) by exactly the host pipeline's arithmetic:
+// Input: int8, real = (q - kInputZeroPoint) * kInputScale
+constexpr int kInputDims = 4;
+constexpr int kInputShape[kInputDims] = {1, 28, 28, 1};
+constexpr int kInputSize = 784;
+constexpr float kInputScale = 0.003921568859368563f;
+constexpr int32_t kInputZeroPoint = -128;
+
+// From 8-bit pixels (every channel alike) by exactly the host pipeline's arithmetic:
 //   real = pixel * kInputNormScale + kInputNormOffset       (float32; the spec's dataset.normalization)
 //   q    = clamp(round_half_to_even(real / kInputScale) + kInputZeroPoint, -128, 127)
 // QuantizeInput() looks q up in kInputQuantization, which the host computed with that formula for
 // all 256 pixel values: the device cannot round differently (an FPU's fused multiply-add would).
-constexpr int kInputDims = 4;
-constexpr int kInputShape[kInputDims] = {1, 28, 28, 1};
-constexpr int kInputSize = 784;
 constexpr float kInputNormScale = 0.00392156862745098f;
 constexpr float kInputNormOffset = 0.0f;
-constexpr float kInputScale = 0.003921568859368563f;
-constexpr int32_t kInputZeroPoint = -128;
 
 constexpr int8_t kInputQuantization[256] = {
     -128, -127, -126, -125, -124, -123, -122, -121, -120, -119, -118, -117, -116, -115, -114, -113,
@@ -58,9 +60,11 @@ inline void QuantizeImage(const uint8_t* pixels, int8_t* input, size_t count = k
   }
 }
 
-// Output: int8 scores, real = (q - kOutputZeroPoint) * kOutputScale
+// Output: int8, real = (q - kOutputZeroPoint) * kOutputScale; the last dimension's entries are
+// kCategoryLabels (class scores for a classifier).
 constexpr int kOutputDims = 2;
 constexpr int kOutputShape[kOutputDims] = {1, 10};
+constexpr int kOutputSize = 10;
 constexpr int kNumClasses = 10;
 constexpr float kOutputScale = 0.3149532377719879f;
 constexpr int32_t kOutputZeroPoint = 14;

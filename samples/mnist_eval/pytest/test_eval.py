@@ -27,16 +27,16 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "python"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from zephyr_tinyml import protocol as proto  # noqa: E402
-from zephyr_tinyml.evaluate import (check_device_model, compare, model_from_sources, report_text,  # noqa: E402
+from zephyr_tinyml.device import protocol as proto  # noqa: E402
+from zephyr_tinyml.device.evaluate import (check_device_model, compare, model_from_sources, report_text,  # noqa: E402
                                     stream)
-from zephyr_tinyml.session import Session  # noqa: E402
+from zephyr_tinyml.device.session import Session  # noqa: E402
 
 IMAGES = int(os.environ.get("TINYML_EVAL_IMAGES", "1000"))
 
 
 class DutLink:
-    """The harness' ``dut`` as a :class:`zephyr_tinyml.link.Link` (lines in, lines out, reads time out)."""
+    """The harness' ``dut`` as a :class:`zephyr_tinyml.device.link.Link` (lines in, lines out, reads time out)."""
 
     description = "twister dut"
 
@@ -61,19 +61,19 @@ class DutLink:
 @pytest.fixture(scope="session")
 def reference(request: pytest.FixtureRequest) -> dict:
     """The model the build compiled in, the first IMAGES test images as int8, and host TFLM's outputs."""
-    from zephyr_tinyml.data import load_dataset
-    from zephyr_tinyml.spec import load_spec
-    from zephyr_tinyml.tflite_model import inspect_model
-    from zephyr_tinyml.verify import quantize_input, run_tflm
+    from zephyr_tinyml.model.data import load_dataset
+    from zephyr_tinyml.model.spec import load_spec
+    from zephyr_tinyml.model.tflite_model import inspect_model
+    from zephyr_tinyml.model.verify import quantize_input, run_tflm
 
     build_dir = Path(request.config.getoption("--build-dir"))
     cache = (build_dir / "CMakeCache.txt").read_text()
-    generated = Path(re.search(r"^TINYML_GENERATED_DIR:\w+=(.*)$", cache, re.MULTILINE).group(1))
+    generated = Path(re.search(r"^TINYML_MODEL_DIR:\w+=(.*)$", cache, re.MULTILINE).group(1))
     model = model_from_sources(generated / "model_data.cc")
     spec = load_spec(REPO / "models" / "mnist.yaml")
     info = inspect_model(model)
     data_dir = os.environ.get("TINYML_DATA_DIR")
-    data = load_dataset(spec.dataset, spec.input_shape, Path(data_dir) if data_dir else None)
+    data = load_dataset(spec.data_source(), spec.input_shape, Path(data_dir) if data_dir else None)
     inputs = quantize_input(data.x_test[:IMAGES], spec, info)
     return {"model": model, "spec": spec, "inputs": inputs.reshape(len(inputs), -1),
             "labels": data.y_test[:IMAGES], "tflm": run_tflm(model, inputs)}

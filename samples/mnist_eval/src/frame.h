@@ -3,7 +3,7 @@
  *
  * The evaluation protocol's device side, without Zephyr: line assembly, hex,
  * CRC-16 and frame checks. docs/protocol.md is the specification;
- * python/zephyr_tinyml/protocol.py is the host side and must agree with it.
+ * python/zephyr_tinyml/device/protocol.py is the host side and must agree with it.
  */
 
 #pragma once

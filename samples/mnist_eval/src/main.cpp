@@ -17,15 +17,14 @@
 #include <zephyr/sys/printk.h>
 
 #include "frame.h"
-#include "tinyml_runtime.h"
+#include "model_data.h"
+#include "tinyml/runtime.h"
 
 namespace {
 
 using evalproto::Error;
 
 const struct device* const uart = DEVICE_DT_GET(DT_CHOSEN(zephyr_console));
-
-alignas(16) uint8_t tensor_arena[tinyml::kTensorArenaSize];
 
 /*
  * Receive ring, filled by the UART interrupt and drained by main(). One frame
@@ -168,7 +167,7 @@ int main(void)
 	using tinyml::Fail;
 
 	tflite::MicroInterpreter* interpreter =
-		tinyml::StartInterpreter(tensor_arena, sizeof(tensor_arena));
+		tinyml::StartInterpreter();
 	if (interpreter == nullptr) {
 		return -1;
 	}

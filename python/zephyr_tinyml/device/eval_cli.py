@@ -1,0 +1,171 @@
+"""``tinyml eval``: build the evaluation app, stream test images to it, report against host TFLM.
+
+Thin front door (see cli.py): argument parsing, a progress bar and printing; the work is in
+:mod:`evaluate`, :mod:`session` and :mod:`link`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import TinymlError
+
+EVAL_APP = Path(__file__).resolve().parents[3] / "samples" / "mnist_eval"
+DEFAULT_IMAGES = 1000
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    """Add ``eval`` to the ``tinyml`` / ``west tinyml`` parser."""
+    p = sub.add_parser(
+        "eval", help="evaluate the model on the device over its UART, bit-exact against host TFLM",
+        description="Stream the first N test images to samples/mnist_eval running on --board (in QEMU, or on a "
+                    "board at --port), compare every int8 output vector with host TFLM, and report accuracy "
+                    "(device, host TFLM, TFLite, float), a confusion matrix, cycles and throughput. Exit status "
+                    "1 when any image fails or differs. Protocol: docs/protocol.md.")
+    p.add_argument("model", help="model name in models/ (e.g. mnist) or path to a spec .yaml")
+    p.add_argument("--board", "-b", default="qemu_cortex_m3", help="Zephyr board (default: qemu_cortex_m3)")
+    count = p.add_mutually_exclusive_group()
+    count.add_argument("-n", "--images", type=int, default=DEFAULT_IMAGES, metavar="N",
+                       help=f"evaluate the first N test images (default: {DEFAULT_IMAGES})")
+    count.add_argument("--all", action="store_true", help="evaluate the whole test set")
+    p.add_argument("--port", help="serial port of a flashed board (e.g. /dev/ttyACM0); without it the app "
+                                  "is built and run in QEMU")
+    p.add_argument("--baud", type=int, default=115200, help="baud rate for --port (default: 115200)")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="report format (default: text)")
+    p.add_argument("--build-dir", "-d", metavar="DIR", help="eval app build folder (default: <work-dir>/eval-<board>)")
+    p.add_argument("--work-dir", metavar="DIR", help="where `tinyml build` wrote the model (default: "
+                                                     "./build/tinyml/<model>)")
+    p.add_argument("--generated-dir", metavar="DIR", help="model sources to compile in (default: the spec's "
+                                                          "codegen.output_dir, where `tinyml build` wrote them)")
+    p.add_argument("--data-dir", metavar="DIR", help="folder with the MNIST files (as for `tinyml build`)")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each reply (default: 5)")
+    p.add_argument("--retries", type=int, default=3, help="resends of a frame before it counts as failed "
+                                                          "(default: 3)")
+    p.add_argument("--boot-timeout", type=float, default=30.0,
+                   help="seconds to wait for the device to answer at all (default: 30)")
+    p.add_argument("--no-build", action="store_true", help="run the existing build in --build-dir as it is")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Everything ``tinyml eval`` does, in order; returns the exit status."""
+    from rich.console import Console
+
+    from ..model.data import load_dataset
+    from ..model.spec import load_spec, resolve_spec_path
+
+    started = time.perf_counter()
+    console = Console(stderr=True)
+    spec = load_spec(resolve_spec_path(args.model))
+    work = Path(args.work_dir) if args.work_dir else Path.cwd() / "build" / "tinyml" / spec.name
+    tflite_path = work / f"{spec.name}.tflite"
+    if not tflite_path.is_file():
+        raise TinymlError(f"no {tflite_path}: run `tinyml build {args.model}` first (it trains, quantizes and "
+                          f"generates the sources the eval app compiles)")
+    tflite = tflite_path.read_bytes()
+    data = load_dataset(spec.data_source(), spec.input_shape, Path(args.data_dir) if args.data_dir else None)
+    total = len(data.x_test) if args.all else min(args.images, len(data.x_test))
+    if total <= 0:
+        raise TinymlError("-n must be at least 1")
+
+    link = _open_link(args, spec, work, console)
+    try:
+        report = _run(args, spec, tflite, tflite_path, data, total, link, console)
+    finally:
+        link.close()
+    report.wall_seconds = time.perf_counter() - started
+    _write_outputs(report, work, spec.name)
+    if args.format == "json":
+        print(json.dumps(report.to_json(), indent=1))
+    else:
+        from .evaluate import report_text
+
+        print(report_text(report))
+        console.print(f"report: {work / 'eval.json'}, confusion matrix: {work / 'eval-confusion.png'}")
+    return 0 if report.passed else 1
+
+
+def _open_link(args: argparse.Namespace, spec: Any, work: Path, console: Any) -> Any:
+    from .link import QemuLink, SerialLink
+
+    if args.port:
+        return SerialLink(args.port, args.baud)
+    from ..firmware.build import build_app, require_zephyr
+
+    zephyr = require_zephyr()
+    build_dir = Path(args.build_dir) if args.build_dir else work / f"eval-{args.board}"
+    if not args.no_build:
+        with console.status(f"building samples/mnist_eval for {args.board} in {build_dir}"):
+            generated = Path(args.generated_dir) if args.generated_dir else spec.output_dir
+            build_app(EVAL_APP, args.board, build_dir, generated, zephyr=zephyr)
+    if not args.board.startswith("qemu_"):
+        raise TinymlError(f"{args.board} is a real board: flash it (west flash -d {build_dir}) and run again "
+                          f"with --port (e.g. --port /dev/ttyACM0)")
+    return QemuLink(build_dir, zephyr.env())
+
+
+def _run(args: argparse.Namespace, spec: Any, tflite: bytes, tflite_path: Path, data: Any, total: int,
+         link: Any, console: Any) -> Any:
+    import numpy as np
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    from .evaluate import check_device_model, compare, host_references, stream
+    from .session import Session
+    from ..model.tflite_model import inspect_model
+    from ..model.verify import quantize_input
+
+    info_model = inspect_model(tflite, tflite_path)
+    indices = np.arange(total)
+    inputs = quantize_input(data.x_test[:total], spec, info_model).reshape(total, -1)
+    session = Session(link, timeout=args.timeout, retries=args.retries)
+    with console.status(f"waiting for the device on {link.description}"):
+        info = session.handshake(args.boot_timeout)
+    check_device_model(info, tflite, inputs.shape[1], info_model.output.shape[-1], str(tflite_path))
+
+    columns = (TextColumn("  device"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("device", total=total, info="")
+
+        def advance(done: int, _total: int, failed: int) -> None:
+            progress.update(task, completed=done, info=f"{failed} failed" if failed else "")
+            if not console.is_terminal and (done % 1000 == 0 or done == total):
+                console.print(f"  device: {done:,}/{total:,} images, {failed} failed")  # logs and CI
+
+        outcome = stream(session, inputs, advance)
+
+    with console.status("host TFLM and TFLite on the same images"):
+        tflm, tflite_out = host_references(tflite, inputs.reshape((total, *info_model.input.shape[1:])))
+        float_pred = _float_predictions(tflite_path.with_suffix(".keras"), spec, data.x_test[:total])
+    labels = data.y_test[:total]
+    return compare(outcome, indices, labels, tflm, tflite_out, float_pred, info, spec.labels, args.board,
+                   link.description)
+
+
+def _float_predictions(keras_path: Path, spec: Any, images: Any) -> Any:
+    """Predictions of the float Keras model the pipeline saved next to the .tflite, if it did."""
+    if not keras_path.is_file():
+        return None
+    import keras
+
+    from ..model.data import normalize
+
+    model = keras.models.load_model(keras_path)
+    return model.predict(normalize(images, spec.norm_scale, spec.norm_offset), batch_size=1000,
+                         verbose=0).argmax(axis=1)
+
+
+def _write_outputs(report: Any, work: Path, name: str) -> None:
+    import numpy as np
+
+    from ..fileio import write_atomic
+    from ..model.plots import confusion_plot
+
+    write_atomic(work / "eval.json", json.dumps(report.to_json(), indent=1) + "\n")
+    confusion_plot(np.array(report.confusion), report.labels, work / "eval-confusion.png",
+                   f"{name} on {report.board}: {report.device_accuracy:.2f} % of {report.answered:,}")

@@ -1,0 +1,253 @@
+"""On-device evaluation: stream test images to the board, compare its int8 outputs with host TFLM.
+
+The device runs TFLM with the same kernels as the host interpreter, so every output vector must be
+identical, element by element; any difference is a firmware, toolchain or model-packaging fault
+that accuracy alone would hide.  Accuracies of the device, host TFLM, int8 TFLite and (when the
+Keras model is at hand) the float model are all taken on the same images.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .link import LinkError
+from .protocol import Info, Result, crc16_fast
+from .session import DeviceError, LinkStats, Session
+from ..model.verify import confusion_matrix, run_tflite, run_tflm
+
+Progress = Callable[[int, int, int], None]  # done, total, failed so far
+MAX_CONSECUTIVE_FAILURES = 5
+
+
+@dataclass
+class StreamOutcome:
+    """What came back for each requested image; answered + failed + not sent = requested."""
+
+    requested: int
+    results: dict[int, Result]          # position in the stream -> device result
+    failed: dict[int, list[str]]        # position -> why each attempt failed
+    not_sent: list[int]                 # positions never sent because the run was aborted
+    aborted: str | None
+    seconds: float
+    stats: LinkStats
+
+
+def check_device_model(info: Info, tflite: bytes, input_size: int, classes: int, origin: str) -> None:
+    """Refuse to compare with a ``.tflite`` that is not the model the device runs."""
+    problems = []
+    if info.model_size != len(tflite) or info.model_crc != crc16_fast(tflite):
+        problems.append(f"its model has {info.model_size} bytes with CRC 0x{info.model_crc:04x}, {origin} has "
+                        f"{len(tflite)} bytes with CRC 0x{crc16_fast(tflite):04x}")
+    if info.input_size != input_size or info.classes != classes:
+        problems.append(f"it takes {info.input_size} input bytes and gives {info.classes} classes, the model "
+                        f"{input_size} and {classes}")
+    if problems:
+        raise DeviceError("the device runs a different model than the host compares with: " + "; ".join(problems)
+                          + ". Run `tinyml build <model>` so the generated sources match the .tflite, then "
+                            "rebuild (and flash) samples/mnist_eval.")
+
+
+def stream(session: Session, inputs: np.ndarray, progress: Progress | None = None,
+           max_consecutive_failures: int = MAX_CONSECUTIVE_FAILURES) -> StreamOutcome:
+    """Send every input once (with the session's retries) and collect the device's answers.
+
+    Stops early when ``max_consecutive_failures`` images in a row fail: the device is gone, and
+    waiting out every remaining image's retries would only delay the report.
+    """
+    results: dict[int, Result] = {}
+    failed: dict[int, list[str]] = {}
+    aborted: str | None = None
+    consecutive = 0
+    started = time.perf_counter()
+    position = 0
+    for position, image in enumerate(inputs):
+        try:
+            exchange = session.request(image)
+        except LinkError as exc:  # QEMU exited, port unplugged: keep what came back
+            failed[position] = [str(exc)]
+            aborted = str(exc)
+            break
+        if exchange.ok:
+            assert isinstance(exchange.reply, Result)
+            results[position] = exchange.reply
+            consecutive = 0
+        else:
+            failed[position] = exchange.problems
+            consecutive += 1
+        if progress:
+            progress(position + 1, len(inputs), len(failed))
+        if consecutive >= max_consecutive_failures:
+            aborted = (f"{consecutive} images in a row failed after {session.retries} retries each; "
+                       f"the device stopped answering")
+            break
+    sent = position + 1 if len(inputs) else 0
+    return StreamOutcome(len(inputs), results, failed, list(range(sent, len(inputs))), aborted,
+                         time.perf_counter() - started, session.stats)
+
+
+@dataclass
+class Mismatch:
+    """One image whose device output vector differs from host TFLM."""
+
+    test_index: int
+    device: list[int]
+    host: list[int]
+
+    @property
+    def max_difference(self) -> int:
+        return int(np.max(np.abs(np.array(self.device) - np.array(self.host))))
+
+
+@dataclass
+class EvalReport:
+    """Every figure of one on-device evaluation (percentages in percent, times in seconds)."""
+
+    board: str
+    link: str
+    images: int
+    answered: int
+    failed: dict[int, list[str]]        # test-set index -> reasons
+    not_sent: int
+    aborted: str | None
+    mismatches: list[Mismatch]
+    class_field_errors: int             # results whose class is not the argmax of their outputs
+    device_accuracy: float
+    tflm_accuracy: float
+    tflite_accuracy: float
+    float_accuracy: float | None
+    confusion: list[list[int]]
+    labels: tuple[str, ...]
+    cycles_mean: float
+    cycles_min: int
+    cycles_max: int
+    cycles_per_second: int
+    stream_seconds: float
+    images_per_second: float
+    stats: dict[str, Any]
+    device: dict[str, Any]
+    wall_seconds: float = 0.0           # the whole command, set by the caller
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """Every image answered, every output vector identical to host TFLM."""
+        return (not self.mismatches and not self.failed and not self.not_sent
+                and not self.class_field_errors and self.answered == self.images)
+
+    @property
+    def us_per_inference(self) -> float:
+        return self.cycles_mean / self.cycles_per_second * 1e6 if self.cycles_per_second else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["failed"] = {str(k): v for k, v in self.failed.items()}
+        data["mismatches"] = [dict(m.__dict__, max_difference=m.max_difference) for m in self.mismatches]
+        data["labels"] = list(self.labels)
+        data["passed"] = self.passed
+        data["mismatch_count"] = len(self.mismatches)
+        data["us_per_inference"] = self.us_per_inference
+        return data
+
+
+def compare(outcome: StreamOutcome, indices: np.ndarray, labels: np.ndarray, tflm_outputs: np.ndarray,
+            tflite_outputs: np.ndarray, float_predictions: np.ndarray | None, info: Info,
+            class_labels: tuple[str, ...], board: str, link: str) -> EvalReport:
+    """Device answers vs host TFLM (element by element) and the accuracies on the answered images."""
+    positions = np.array(sorted(outcome.results), dtype=np.int64)
+    classes = tflm_outputs.shape[1]
+    device = np.array([outcome.results[p].outputs for p in positions], dtype=np.int64).reshape(
+        len(positions), classes)
+    host = tflm_outputs[positions].astype(np.int64)
+    truth = labels[positions].astype(np.int64)
+    differs = np.flatnonzero(np.any(device != host, axis=1))
+    mismatches = [Mismatch(int(indices[positions[i]]), device[i].tolist(), host[i].tolist()) for i in differs]
+    reported = np.array([outcome.results[p].predicted for p in positions], dtype=np.int64)
+    device_pred = device.argmax(axis=1) if len(positions) else reported
+    cycles = np.array([outcome.results[p].cycles for p in positions], dtype=np.int64)
+
+    def accuracy(predictions: np.ndarray) -> float:
+        return float(np.mean(predictions == truth) * 100.0) if len(truth) else 0.0
+
+    return EvalReport(
+        board=board, link=link, images=outcome.requested, answered=len(positions),
+        failed={int(indices[p]): reasons for p, reasons in outcome.failed.items()},
+        not_sent=len(outcome.not_sent), aborted=outcome.aborted, mismatches=mismatches,
+        class_field_errors=int(np.sum(reported != device_pred)),
+        device_accuracy=accuracy(reported),
+        tflm_accuracy=accuracy(host.argmax(axis=1)) if len(positions) else 0.0,
+        tflite_accuracy=accuracy(tflite_outputs[positions].argmax(axis=1)) if len(positions) else 0.0,
+        float_accuracy=None if float_predictions is None else accuracy(float_predictions[positions]),
+        confusion=confusion_matrix(truth, reported, len(class_labels)).tolist(),
+        labels=tuple(class_labels),
+        cycles_mean=float(cycles.mean()) if len(cycles) else 0.0,
+        cycles_min=int(cycles.min()) if len(cycles) else 0,
+        cycles_max=int(cycles.max()) if len(cycles) else 0,
+        cycles_per_second=info.cycles_per_second,
+        stream_seconds=outcome.seconds,
+        images_per_second=len(positions) / outcome.seconds if outcome.seconds else 0.0,
+        stats=outcome.stats.to_json(),
+        device={"model_bytes": info.model_size, "model_crc": f"0x{info.model_crc:04x}",
+                "arena_size": info.arena_size, "arena_used": info.arena_used,
+                "input_size": info.input_size, "classes": info.classes},
+    )
+
+
+def host_references(tflite: bytes, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int8 outputs of host TFLM (the ground truth) and of TFLite's default kernels."""
+    return run_tflm(tflite, inputs), run_tflite(tflite, inputs, reference=False)
+
+
+def report_text(report: EvalReport) -> str:
+    """The report as plain text (what ``--format text`` prints after the progress bar)."""
+    lines = [f"on-device evaluation: {report.board} over {report.link}",
+             f"  images           {report.images:>8,}   answered {report.answered:,}, failed {len(report.failed)}, "
+             f"not sent {report.not_sent}"]
+    if report.aborted:
+        lines.append(f"  ABORTED          {report.aborted}")
+    lines += [
+        f"  vs host TFLM     {len(report.mismatches):>8,}   images with any int8 output different"
+        + ("" if not report.class_field_errors else f"; {report.class_field_errors} class fields wrong"),
+        "  accuracy (same images)",
+        f"    device int8    {report.device_accuracy:>8.2f} %",
+        f"    host TFLM int8 {report.tflm_accuracy:>8.2f} %",
+        f"    TFLite int8    {report.tflite_accuracy:>8.2f} %",
+        "    float Keras    " + (f"{report.float_accuracy:>8.2f} %" if report.float_accuracy is not None
+                                 else "       - (no .keras model in the work dir)"),
+        f"  cycles/inference {report.cycles_mean:>10,.0f} mean, {report.cycles_min:,} min, {report.cycles_max:,} max"
+        f" ({report.us_per_inference / 1000:.2f} ms at {report.cycles_per_second / 1e6:g} MHz)",
+        f"  throughput       {report.images_per_second:>8.2f} images/s ({report.stream_seconds:.1f} s streaming"
+        + (f", {report.wall_seconds:.1f} s whole run)" if report.wall_seconds else ")"),
+        f"  link             {report.stats['frames_sent']:,} frames sent, {report.stats['retries']} retries, "
+        f"{report.stats['timeouts']} timeouts, errors {report.stats['error_replies'] or 0}, "
+        f"{report.stats['corrupt_replies']} damaged and {report.stats['stale_replies']} stale replies",
+    ]
+    width = max(len(label) for label in report.labels)
+    lines.append("  confusion (rows: true, columns: device prediction)")
+    lines.append("    " + " " * width + " " + " ".join(f"{label:>5}" for label in report.labels))
+    for label, row in zip(report.labels, report.confusion):
+        lines.append(f"    {label:>{width}} " + " ".join(f"{count:>5}" for count in row))
+    for mismatch in report.mismatches[:5]:
+        lines.append(f"  MISMATCH test image {mismatch.test_index}: device {mismatch.device} host {mismatch.host}")
+    for index, reasons in list(report.failed.items())[:5]:
+        lines.append(f"  FAILED test image {index}: " + "; ".join(reasons))
+    lines.append("  PASS: every output vector equals host TFLM" if report.passed else "  FAIL")
+    return "\n".join(lines)
+
+
+def model_from_sources(model_data_cc: Path) -> bytes:
+    """The model bytes compiled into the firmware, read back from a generated ``model_data.cc``.
+
+    Why: a test that only has a build folder (twister) can then compare with exactly the model the
+    device runs, with no work folder or ``.tflite`` at hand.
+    """
+    text = Path(model_data_cc).read_text()
+    start, end = text.find("{", text.find("model_data[]")), text.find("};")
+    if start < 0 or end < start:
+        raise ValueError(f"{model_data_cc} holds no model array")
+    return bytes(int(token, 16) for token in re.findall(r"0x([0-9a-fA-F]{2})", text[start:end]))

@@ -1,0 +1,196 @@
+"""Firmware stage: build the Zephyr app around the generated sources, and run it in QEMU.
+
+Why CMake and Ninja rather than ``west build``: ``west build`` exists only inside a west
+workspace, while the pipeline also runs from a plain checkout with ``ZEPHYR_BASE`` set.  The
+build is the one ``west build`` would run (same CMake entry point, same cache variables), so a
+build folder made here can be rebuilt with ``west build -d`` and the other way round.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import TinymlError
+from .zephyr_env import ZephyrEnv, find_zephyr
+
+# The generic app: runs any generated model (TINYML_MODEL_DIR) and checks it against host TFLM.
+SAMPLE_APP = Path(__file__).resolve().parents[3] / "samples" / "run_model"
+
+# Lines after which the app prints nothing more (see zephyr/lib/tinyml/self_test.cpp).
+END_OF_RUN = re.compile(r"^SUMMARY |PROJECT EXECUTION FAILED|ZEPHYR FATAL ERROR")
+SUMMARY = re.compile(r"^SUMMARY (?P<fields>.*)$", re.MULTILINE)
+
+
+class FirmwareError(TinymlError):
+    """The firmware did not configure, build or run."""
+
+
+def require_zephyr() -> ZephyrEnv:
+    """The Zephyr environment, or a :class:`FirmwareError` saying why there is none."""
+    env, why = find_zephyr()
+    if env is None:
+        raise FirmwareError(why)
+    return env
+
+
+def build_app(app_dir: Path, board: str, build_dir: Path, generated_dir: Path,
+              pristine: bool = False, zephyr: ZephyrEnv | None = None,
+              extra_cmake_args: tuple[str, ...] = ()) -> Path:
+    """Configure (if needed) and build ``app_dir`` for ``board``; returns ``zephyr/zephyr.elf``.
+
+    ``pristine`` removes ``build_dir`` first; otherwise an existing build folder for another
+    board or app is an error rather than a silent mix of two configurations.
+    """
+    zephyr = zephyr or require_zephyr()
+    app_dir, build_dir, generated_dir = (Path(p).resolve() for p in (app_dir, build_dir, generated_dir))
+    if not any(generated_dir.glob("*.cc")):
+        raise FirmwareError(f"no generated sources (*.cc) in {generated_dir}: run `west tinyml build <model> --no-firmware` first")
+    if pristine and build_dir.exists():
+        shutil.rmtree(build_dir)
+    _check_build_dir(build_dir, app_dir, board)
+
+    env = zephyr.env()
+    configure = ["cmake", "-G", "Ninja", "-S", str(app_dir), "-B", str(build_dir),
+                 f"-DBOARD={board}", f"-DTINYML_MODEL_DIR={generated_dir}",
+                 f"-DPython3_EXECUTABLE={sys.executable}", *extra_cmake_args]
+    if extra_cmake_args or _cached(build_dir, "TINYML_MODEL_DIR") != str(generated_dir):
+        _run(configure, env, "configure")
+    _run(["cmake", "--build", str(build_dir)], env, "build")
+
+    elf = build_dir / "zephyr" / "zephyr.elf"
+    if not elf.is_file():
+        raise FirmwareError(f"build finished but {elf} is missing")
+    return elf
+
+
+def run_qemu(build_dir: Path, timeout: float = 120.0, zephyr: ZephyrEnv | None = None) -> str:
+    """Run a QEMU board's build (its ``run`` target) until the app's last line; returns the output.
+
+    QEMU never exits on its own, so the run stops at the summary (or failure) line, or after
+    ``timeout`` seconds, which is an error.
+    """
+    zephyr = zephyr or require_zephyr()
+    proc = subprocess.Popen(["cmake", "--build", str(build_dir), "--target", "run"],
+                            env=zephyr.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    lines: list[str] = []
+    finished = False
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while not finished and time.monotonic() < deadline and proc.poll() is None:
+            if not selector.select(timeout=max(0.0, min(1.0, deadline - time.monotonic()))):
+                continue
+            raw = proc.stdout.readline()
+            if not raw:
+                break
+            line = raw.decode(errors="replace").rstrip("\r\n")
+            lines.append(line)
+            finished = bool(END_OF_RUN.search(line))
+    _stop(proc)
+    output = "\n".join(lines) + "\n"
+    if not finished:
+        raise FirmwareError(f"QEMU run of {build_dir} did not finish within {timeout:.0f} s; "
+                            f"last output:\n{''.join(l + chr(10) for l in lines[-20:])}")
+    return output
+
+
+def parse_summary(output: str) -> dict[str, Any]:
+    """The app's ``SUMMARY key=value ...`` line as a dict; ``correct=9/10`` gives correct and images."""
+    match = SUMMARY.search(output)
+    if match is None:
+        raise FirmwareError("the firmware printed no SUMMARY line:\n" + output[-2000:])
+    result: dict[str, Any] = {}
+    for item in match.group("fields").split():
+        key, _, value = item.partition("=")
+        if "/" in value:
+            num, den = value.split("/", 1)
+            result[key], result["images"] = int(num), int(den)
+        else:
+            result[key] = int(value) if value.isdigit() else value
+    return result
+
+
+def build_step(spec: Any, result: Any, args: Any, console: Any) -> int:
+    """``tinyml build``'s firmware step: build, report sizes against the budget, optionally run."""
+    from .size import check_budget, region_report, to_table
+
+    board = args.board
+    build_dir = Path(args.build_dir) if args.build_dir else Path(result.work_dir) / board
+    app_dir = Path(spec.app_dir) if getattr(spec, "app_dir", None) else SAMPLE_APP
+    # Pristine when the generated sources changed: a new model can change the op set and sizes.
+    pristine = bool(result.generated.changed) and build_dir.exists()
+    elf = build_app(app_dir, board, build_dir, Path(result.generated.folder), pristine=pristine)
+    report = region_report(elf, build_dir / "zephyr" / "zephyr.map", model_dir=Path(result.generated.folder))
+    budget = spec.budgets.get(board) if getattr(spec, "budgets", None) else None
+    console.print(to_table(report, f"{spec.name} on {board}", budget))
+    status = 0
+    if budget is None:
+        console.print(f"no budget for {board} in {spec.path}")
+    else:
+        for problem in check_budget(report, budget):
+            console.print(f"[red]over budget:[/red] {problem}")
+            status = 1
+    if args.run:
+        output = run_qemu(build_dir)
+        console.print(output, markup=False, highlight=False)
+        summary = parse_summary(output)
+        if summary.get("correct") != summary.get("images"):
+            status = 1
+    return status
+
+
+def _cached(build_dir: Path, name: str) -> str | None:
+    """A variable's value in the build folder's CMake cache, None when absent."""
+    cache = build_dir / "CMakeCache.txt"
+    if not cache.is_file():
+        return None
+    match = re.search(rf"^{re.escape(name)}:\w+=(.*)$", cache.read_text(errors="replace"), re.MULTILINE)
+    return match.group(1) if match else None
+
+
+def _check_build_dir(build_dir: Path, app_dir: Path, board: str) -> None:
+    source = _cached(build_dir, "CMAKE_HOME_DIRECTORY")
+    cached_board = _cached(build_dir, "CACHED_BOARD") or _cached(build_dir, "BOARD")
+    if source and Path(source).resolve() != app_dir:
+        raise FirmwareError(f"{build_dir} holds a build of {source}; use another folder or pristine")
+    if cached_board and cached_board.split("/")[0] != board:
+        raise FirmwareError(f"{build_dir} holds a build for {cached_board}; use another folder or pristine")
+
+
+def _run(cmd: list[str], env: dict[str, str], what: str) -> None:
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        raise FirmwareError(f"firmware {what} failed ({' '.join(cmd[:3])} ... exit {proc.returncode}):\n"
+                            + proc.stdout[-4000:])
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop ninja and the QEMU it started (same process group), and close its output pipe."""
+    stop_process_group(proc)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the process group ``proc`` leads (ninja and the QEMU under it), SIGKILL after 5 s."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -1,0 +1,428 @@
+"""Codegen stage: ``.tflite`` -> the C/C++ sources a Zephyr app compiles.
+
+Names follow TFLM's own tooling (``g_<name>_model_data``, ``MicroMutableOpResolver<N>``) so TFLM
+users feel at home; what TFLM's tools leave to guesswork (quantization, labels, arena size, test
+vectors) goes in small headers beside them.  Output is a pure function of the model bytes, the spec
+and the test data: no dates, no absolute paths, so reruns are byte-identical, and every file is
+written atomically (and only when its content changed, so firmware builds stay incremental).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..errors import ModelError
+from ..fileio import sha256_bytes, write_if_changed
+from .spec import Spec
+from .tflite_model import ModelInfo, per_channel_ops
+from .tflm_ops import advice, resolver_method, unsupported_ops
+from .verify import quantize_input
+
+GENERATED_FILES = ("model_data.h", "model_data.cc", "model_settings.h", "op_resolver.h",
+                   "test_data.h", "test_data.cc", "tinyml_model.json")
+MODEL_FACTS = "tinyml_model.json"
+
+
+@dataclass(frozen=True)
+class TestVectors:
+    """What the device checks itself against: K inputs and the int8 outputs host TFLM gave for them.
+
+    Image classifiers embed raw 8-bit ``pixels`` (the app quantizes them as it would a camera frame)
+    and their ``labels``; other models embed the int8 ``inputs`` themselves.
+    """
+
+    __test__ = False  # not a pytest class, despite the name
+
+    inputs: np.ndarray                 # int8, K × input size: exactly what the model is given
+    outputs: np.ndarray                # int8, K × output size: host TFLM's outputs for them
+    pixels: np.ndarray | None = None   # uint8, K × H × W × C (image models)
+    labels: np.ndarray | None = None   # true classes (classifiers with labelled data)
+    origin: str = ""                   # one line for the header: where the inputs came from
+
+
+@dataclass(frozen=True)
+class Generated:
+    """What the codegen wrote: folder, file names, and the numbers an app depends on."""
+
+    folder: Path
+    files: tuple[str, ...]
+    changed: tuple[str, ...]
+    arena_size: int
+    test_labels: tuple[int, ...]
+    model_symbol: str = ""
+
+
+def arena_size(measured: int, margin_percent: float, alignment: int) -> int:
+    """Arena to allocate: the measured bytes plus the margin, rounded up to ``alignment``."""
+    with_margin = math.ceil(measured * (1.0 + margin_percent / 100.0))
+    return -(-with_margin // alignment) * alignment
+
+
+def select_test_images(labels: np.ndarray, count: int, classes: int,
+                       predictions: np.ndarray | None = None) -> list[int]:
+    """Indices of ``count`` test images: the first of each class in test-set order, then the next ones.
+
+    With ``predictions`` (host TFLM's), only images the model classifies correctly are taken, so
+    the on-target check "every embedded image prints CORRECT" tests the port, not the model's
+    0.8 % error rate (the full test-set accuracy is reported separately).  Covers every class
+    whenever ``count >= classes``; deterministic for the same test set and model.
+    """
+    eligible = np.ones(len(labels), dtype=bool) if predictions is None else (np.asarray(predictions) == labels)
+    chosen: list[int] = []
+    for cls in range(classes):
+        hits = np.flatnonzero((labels == cls) & eligible)
+        if hits.size and len(chosen) < count:
+            chosen.append(int(hits[0]))
+    taken = set(chosen)
+    for index in np.flatnonzero(eligible):
+        if len(chosen) >= count:
+            break
+        if int(index) not in taken:
+            chosen.append(int(index))
+            taken.add(int(index))
+    return chosen
+
+
+def check_ops(info: ModelInfo, origin: str) -> None:
+    """Refuse a model with ops the device's TFLM cannot register (names them and what to do)."""
+    missing = unsupported_ops(info.ops)
+    if missing:
+        hints = "; ".join(f"{op}: {advice(op)}" for op in missing)
+        raise ModelError(f"{origin} uses ops that TFLM on the device cannot run: {', '.join(missing)}. "
+                         f"{hints}. Supported ops are the Add*() methods of MicroMutableOpResolver.")
+
+
+def check_quantization(tflite: bytes, origin: str) -> None:
+    """Refuse per-channel FULLY_CONNECTED weights: the TFLM of Zephyr 3.x applies only the first scale.
+
+    Such a model runs, but its outputs differ from host TFLM on nearly every input (seen here: 200 of
+    200 images, 98.5 % on the device against 99.5 % on the host), so it is refused at generation time.
+    """
+    offenders = per_channel_ops(tflite)
+    if offenders:
+        raise ModelError(f"{origin} has per-channel quantized FULLY_CONNECTED weights ({', '.join(offenders)}); "
+                         f"the device's TFLM supports only per-tensor scales there. Convert with "
+                         f"_experimental_disable_per_channel_quantization_for_dense_layers (zephyr-tinyml's "
+                         f"quantize stage does).")
+
+
+def check_io(info: ModelInfo, origin: str) -> None:
+    """Refuse what the generated app cannot feed or read: non-int8 tensors, several of them, dynamic shapes."""
+    if info.inputs != 1 or info.outputs != 1:
+        raise ModelError(f"{origin} has {info.inputs} inputs and {info.outputs} outputs; the zephyr-tinyml runtime "
+                         f"runs models with one of each. Split the model, or concatenate its inputs into one "
+                         f"tensor before converting.")
+    if info.dynamic:
+        raise ModelError(f"{origin} has dynamic tensor shapes ({info.dynamic}); TFLM plans a static arena and "
+                         f"needs fixed shapes. Convert with a fixed batch size of 1 (e.g. keras.Input(shape=..., "
+                         f"batch_size=1)).")
+    for what, tensor in (("input", info.input), ("output", info.output)):
+        if tensor.dtype != "int8":
+            advice = ("quantize it from its source model instead: give the .keras, .h5 or SavedModel with "
+                      "--data-dir (zephyr-tinyml then quantizes it to full int8 and verifies it)"
+                      if tensor.dtype == "float32" else
+                      "convert with inference_input_type/inference_output_type = tf.int8")
+            raise ModelError(f"{origin}: the model's {what} is {tensor.dtype}; the device runs full-int8 models "
+                             f"(int8 input and output). A float model would run TFLM's float kernels, several "
+                             f"times slower and 4 times larger: {advice}.")
+
+
+def generate(spec: Spec, tflite: bytes, info: ModelInfo, arena_measured: int, tests: TestVectors,
+             out_dir: Path | None = None, labels: tuple[str, ...] = ()) -> Generated:
+    """Write the model, settings, resolver and test-data sources (and the facts file) into ``out_dir``."""
+    origin = f"the model of {spec.path.name}"
+    check_ops(info, origin)
+    check_quantization(tflite, origin)
+    check_io(info, origin)
+    classes = info.output.shape[-1]
+    labels = info.labels or labels or spec.labels or tuple(str(i) for i in range(classes))
+    if len(labels) != classes:
+        raise ModelError(f"{origin} has {classes} outputs but {len(labels)} labels ({', '.join(labels[:5])}...); "
+                         f"give one label per output.")
+    folder = Path(out_dir or spec.output_dir)
+    arena = arena_size(arena_measured, spec.arena_margin_percent, spec.arena_alignment)
+    symbol = f"g_{spec.name}_model_data"
+    stamp = (f"// Generated by zephyr-tinyml {__version__} from {spec.path.name} "
+             f"({'spec' if spec.path.suffix in ('.yaml', '.yml') else 'file'} sha256 {spec.file_hash()[:16]}, "
+             f"model sha256 {sha256_bytes(tflite)[:16]}).\n"
+             f"// Do not edit: rerun `west tinyml build {spec.name if spec.path.suffix in ('.yaml', '.yml') else spec.path.name}`.\n")
+    table = input_quantization_table(spec, info) if tests.pixels is not None else None
+    sources = {
+        "model_data.h": _model_data_h(symbol, stamp),
+        "model_data.cc": _model_data_cc(symbol, stamp, tflite),
+        "model_settings.h": _settings_h(spec, stamp, info, labels, arena, arena_measured, table, symbol),
+        "op_resolver.h": _resolver_h(stamp, info),
+        "test_data.h": _test_data_h(stamp, tests),
+        "test_data.cc": _test_data_cc(stamp, tests, labels),
+        MODEL_FACTS: _facts_json(spec, info, symbol, arena, arena_measured, tests, stamp),
+    }
+    stale = [name for name in ("test_images.h", "test_images.cc") if (folder / name).is_file()]
+    for name in stale:  # written by zephyr-tinyml before 0.3; test_data.* replace them
+        (folder / name).unlink()
+    changed = tuple(name for name, text in sources.items() if write_if_changed(folder / name, text))
+    labels_out = tuple(int(x) for x in tests.labels) if tests.labels is not None else ()
+    return Generated(folder, tuple(sources), changed + tuple(stale), arena, labels_out, symbol)
+
+
+def _facts_json(spec: Spec, info: ModelInfo, symbol: str, arena: int, measured: int, tests: TestVectors,
+                stamp: str) -> str:
+    """What tools read about a generated model without parsing C: symbol, sizes, budgets (no paths, no dates)."""
+    import json
+
+    facts = {
+        "generated_by": " ".join(line.removeprefix("// ") for line in stamp.splitlines()),
+        "name": spec.name,
+        "model_symbol": symbol,
+        "model_bytes": info.size,
+        "arena_bytes": arena,
+        "arena_host_measured_bytes": measured,
+        "input": {"shape": list(info.input.shape), "scale": info.input.scale, "zero_point": info.input.zero_point},
+        "output": {"shape": list(info.output.shape), "scale": info.output.scale,
+                   "zero_point": info.output.zero_point},
+        "ops": list(info.unique_ops),
+        "classifier": tests.labels is not None,
+        "test_inputs": int(len(tests.inputs)),
+        "budgets": {board: {"flash": b.flash, "ram": b.ram} for board, b in sorted(spec.budgets.items())},
+    }
+    return json.dumps(facts, indent=1, sort_keys=True) + "\n"
+
+
+def _c_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _c_float(value: float) -> str:
+    """A C float literal that rounds to the same float32 as ``np.float32(value)``."""
+    return f"{float(value)!r}f"
+
+
+def _int_rows(values: np.ndarray, per_row: int) -> str:
+    flat = [int(v) for v in np.asarray(values).reshape(-1)]
+    return "\n".join("    " + ", ".join(str(v) for v in flat[i:i + per_row]) + ","
+                     for i in range(0, len(flat), per_row))
+
+
+def _hex_rows(data: bytes, per_row: int = 12) -> str:
+    rows = []
+    for start in range(0, len(data), per_row):
+        rows.append("    " + ", ".join(f"0x{b:02x}" for b in data[start:start + per_row]) + ",")
+    return "\n".join(rows)
+
+
+def _model_data_h(symbol: str, stamp: str) -> str:
+    return f"""{stamp}
+#ifndef TINYML_MODEL_DATA_H_
+#define TINYML_MODEL_DATA_H_
+
+// The int8 TFLite flatbuffer, 16-byte aligned as TFLM requires.
+extern const unsigned char {symbol}[];
+extern const unsigned int {symbol}_size;
+
+#endif  // TINYML_MODEL_DATA_H_
+"""
+
+
+def _model_data_cc(symbol: str, stamp: str, tflite: bytes) -> str:
+    return f"""{stamp}
+#include "model_data.h"
+
+alignas(16) const unsigned char {symbol}[] = {{
+{_hex_rows(tflite)}
+}};
+const unsigned int {symbol}_size = {len(tflite)};
+"""
+
+
+def input_quantization_table(spec: Spec, info: ModelInfo) -> np.ndarray:
+    """The model input for every 8-bit pixel value, by the very function host verification uses."""
+    return quantize_input(np.arange(256, dtype=np.uint8), spec, info).reshape(256)
+
+
+def _settings_h(spec: Spec, stamp: str, info: ModelInfo, labels: tuple[str, ...], arena: int,
+                measured: int, table: np.ndarray | None, symbol: str) -> str:
+    in_shape = ", ".join(map(str, info.input.shape))
+    out_shape = ", ".join(map(str, info.output.shape))
+    label_lines = "\n".join(f"    {_c_string(label)}," for label in labels)
+    if table is not None:
+        pixels = f"""
+// From 8-bit pixels (every channel alike) by exactly the host pipeline's arithmetic:
+//   real = pixel * kInputNormScale + kInputNormOffset       (float32; the spec's dataset.normalization)
+//   q    = clamp(round_half_to_even(real / kInputScale) + kInputZeroPoint, -128, 127)
+// QuantizeInput() looks q up in kInputQuantization, which the host computed with that formula for
+// all 256 pixel values: the device cannot round differently (an FPU's fused multiply-add would).
+constexpr float kInputNormScale = {_c_float(spec.norm_scale)};
+constexpr float kInputNormOffset = {_c_float(spec.norm_offset)};
+
+constexpr int8_t kInputQuantization[256] = {{
+{_int_rows(table, 16)}
+}};
+
+// One pixel value (0-255) -> the model's int8 input.
+inline int8_t QuantizeInput(uint8_t pixel) {{ return kInputQuantization[pixel]; }}
+
+// A whole image of raw pixels (HWC order, as the model's input) -> the input tensor's int8 data.
+inline void QuantizeImage(const uint8_t* pixels, int8_t* input, size_t count = kInputSize) {{
+  for (size_t i = 0; i < count; i++) {{
+    input[i] = kInputQuantization[pixels[i]];
+  }}
+}}
+"""
+    else:
+        pixels = """
+// The model takes int8 values directly: real = (q - kInputZeroPoint) * kInputScale.
+"""
+    return f"""{stamp}
+#ifndef TINYML_MODEL_SETTINGS_H_
+#define TINYML_MODEL_SETTINGS_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "model_data.h"
+
+#define TINYML_MODEL_DATA {symbol}
+
+namespace tinyml {{
+
+constexpr char kModelName[] = {_c_string(spec.name)};
+constexpr size_t kModelDataSize = {info.size};
+
+// Input: int8, real = (q - kInputZeroPoint) * kInputScale
+constexpr int kInputDims = {len(info.input.shape)};
+constexpr int kInputShape[kInputDims] = {{{in_shape}}};
+constexpr int kInputSize = {int(np.prod(info.input.shape))};
+constexpr float kInputScale = {info.input.scale!r}f;
+constexpr int32_t kInputZeroPoint = {info.input.zero_point};
+{pixels}
+// Output: int8, real = (q - kOutputZeroPoint) * kOutputScale; the last dimension's entries are
+// kCategoryLabels (class scores for a classifier).
+constexpr int kOutputDims = {len(info.output.shape)};
+constexpr int kOutputShape[kOutputDims] = {{{out_shape}}};
+constexpr int kOutputSize = {int(np.prod(info.output.shape))};
+constexpr int kNumClasses = {info.output.shape[-1]};
+constexpr float kOutputScale = {info.output.scale!r}f;
+constexpr int32_t kOutputZeroPoint = {info.output.zero_point};
+
+// Tensor arena: {measured} bytes measured by host TFLM (64-bit, larger than on a 32-bit MCU),
+// plus {spec.arena_margin_percent:g} % margin, rounded up to {spec.arena_alignment} bytes.
+constexpr size_t kTensorArenaSize = {arena};
+constexpr size_t kArenaMeasuredHostBytes = {measured};
+
+constexpr const char* const kCategoryLabels[kNumClasses] = {{
+{label_lines}
+}};
+
+}}  // namespace tinyml
+
+#endif  // TINYML_MODEL_SETTINGS_H_
+"""
+
+
+def _resolver_h(stamp: str, info: ModelInfo) -> str:
+    ops = info.unique_ops
+    adds = "\n".join(f"  TF_LITE_ENSURE_STATUS(resolver.Add{resolver_method(op)}());  // {op}" for op in ops)
+    return f"""{stamp}
+#ifndef TINYML_OP_RESOLVER_H_
+#define TINYML_OP_RESOLVER_H_
+
+#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+
+namespace tinyml {{
+
+// Exactly the ops the model uses: nothing else is linked in.
+constexpr int kNumOps = {len(ops)};
+using OpResolver = tflite::MicroMutableOpResolver<kNumOps>;
+
+inline TfLiteStatus RegisterOps(OpResolver& resolver) {{
+{adds}
+  return kTfLiteOk;
+}}
+
+}}  // namespace tinyml
+
+#endif  // TINYML_OP_RESOLVER_H_
+"""
+
+
+def _test_data_h(stamp: str, tests: TestVectors) -> str:
+    pixels = tests.pixels is not None
+    classifier = tests.labels is not None
+    declarations = []
+    if pixels:
+        declarations.append("// Raw 8-bit pixels: the app quantizes them with QuantizeImage(), as it would a camera frame.\n"
+                            "extern const uint8_t kTestPixels[kNumTests][kInputSize];")
+    else:
+        declarations.append("// The model's int8 inputs, as they go into the input tensor.\n"
+                            "extern const int8_t kTestInputs[kNumTests][kInputSize];")
+    declarations.append("// Host TFLM's int8 output for each input: the device must give exactly these bytes.\n"
+                        "extern const int8_t kTestOutputs[kNumTests][kOutputSize];")
+    if classifier:
+        declarations.append("// The true class of each input (host TFLM classifies every one correctly).\n"
+                            "extern const uint8_t kTestLabels[kNumTests];")
+    body = "\n\n".join(declarations)
+    return f"""{stamp}
+#ifndef TINYML_TEST_DATA_H_
+#define TINYML_TEST_DATA_H_
+
+#include <cstdint>
+
+#include "model_settings.h"
+
+// {tests.origin}
+#define TINYML_TEST_PIXELS {int(pixels)}
+#define TINYML_CLASSIFIER {int(classifier)}
+
+namespace tinyml {{
+
+constexpr int kNumTests = {len(tests.inputs)};
+
+{body}
+
+}}  // namespace tinyml
+
+#endif  // TINYML_TEST_DATA_H_
+"""
+
+
+def _array_block(values: np.ndarray, per_row: int, comment: str) -> str:
+    flat = [int(v) for v in np.asarray(values).reshape(-1)]
+    rows = ["        " + ", ".join(str(v) for v in flat[i:i + per_row]) + "," for i in range(0, len(flat), per_row)]
+    return f"    {{  // {comment}\n" + "\n".join(rows) + "\n    },"
+
+
+def _test_data_cc(stamp: str, tests: TestVectors, names: tuple[str, ...]) -> str:
+    count = len(tests.inputs)
+    row = 28 if tests.pixels is None or tests.pixels.ndim < 3 else int(tests.pixels.shape[2] * tests.pixels.shape[3])
+    row = min(row, 32) if row > 0 else 16
+
+    def comment(n: int) -> str:
+        if tests.labels is not None:
+            return f"test {n}: label {int(tests.labels[n])} ({names[int(tests.labels[n])]})"
+        return f"test {n}"
+
+    parts = []
+    if tests.pixels is not None:
+        blocks = "\n".join(_array_block(tests.pixels[n], row, comment(n)) for n in range(count))
+        parts.append(f"const uint8_t kTestPixels[kNumTests][kInputSize] = {{\n{blocks}\n}};")
+    else:
+        blocks = "\n".join(_array_block(tests.inputs[n], 16, comment(n)) for n in range(count))
+        parts.append(f"const int8_t kTestInputs[kNumTests][kInputSize] = {{\n{blocks}\n}};")
+    blocks = "\n".join(_array_block(tests.outputs[n], 16, comment(n)) for n in range(count))
+    parts.append(f"const int8_t kTestOutputs[kNumTests][kOutputSize] = {{\n{blocks}\n}};")
+    if tests.labels is not None:
+        parts.append(f"const uint8_t kTestLabels[kNumTests] = {{{', '.join(str(int(x)) for x in tests.labels)}}};")
+    body = "\n\n".join(parts)
+    return f"""{stamp}
+#include "test_data.h"
+
+namespace tinyml {{
+
+{body}
+
+}}  // namespace tinyml
+"""

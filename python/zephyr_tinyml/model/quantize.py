@@ -1,0 +1,120 @@
+"""Quantize stage: Keras float model -> full-integer int8 ``.tflite`` with labels as metadata.
+
+Exported with a fixed batch of 1: with a dynamic batch, Keras 3's Flatten lowers to SHAPE +
+STRIDED_SLICE + PACK + RESHAPE, which costs flash and fails on devices whose resolver lacks SHAPE.
+The representative set is drawn (seeded) from the training images only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from typing import Any, Iterator
+
+import numpy as np
+
+from .data import Dataset, normalize
+from ..errors import ModelError
+from ..fileio import captured_fd
+from .spec import Spec
+
+
+def representative_images(spec: Spec, data: Dataset) -> np.ndarray:
+    """``quantization.representative_samples`` training images, normalized, seeded choice."""
+    rng = np.random.default_rng(spec.seed + 1)
+    count = min(spec.representative_samples, len(data.x_train))
+    index = np.sort(rng.choice(len(data.x_train), size=count, replace=False))
+    return normalize(data.x_train[index], spec.norm_scale, spec.norm_offset)
+
+
+def fixed_batch_model(spec: Spec, model: Any) -> Any:
+    """A copy of ``model`` whose input has batch size 1 (same layers, same weights).
+
+    Sequential models (ours, and most notebooks') are rebuilt layer by layer; functional ones are
+    cloned onto a batch-1 input.
+    """
+    import keras
+
+    if isinstance(model, keras.Sequential):
+        single = keras.Sequential(
+            [keras.Input(shape=spec.input_shape, batch_size=1, name="input")]
+            + [keras.layers.deserialize(keras.layers.serialize(layer)) for layer in model.layers],
+            name=spec.name)
+    else:
+        single = keras.models.clone_model(model, input_tensors=keras.Input(shape=spec.input_shape, batch_size=1,
+                                                                            name="input"))
+    single.set_weights(model.get_weights())
+    return single
+
+
+def _converter(spec: Spec, model: Any) -> Any:
+    """A TFLite converter for a Keras model or a SavedModel's serving function, at batch size 1."""
+    import tensorflow as tf
+
+    from .model_file import SavedModelPredictor
+
+    if not isinstance(model, SavedModelPredictor):
+        return tf.lite.TFLiteConverter.from_keras_model(fixed_batch_model(spec, model))
+    signature = tf.TensorSpec((1,) + tuple(spec.input_shape), model.input_spec.dtype, name=model.input_name)
+
+    @tf.function(input_signature=[signature])
+    def serve(x: Any) -> Any:
+        return model.function(**{model.input_name: x})
+
+    return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model.loaded)
+
+
+def to_int8_tflite(spec: Spec, model: Any, data: Dataset) -> bytes:
+    """Convert with int8 weights, activations, input and output (TFLITE_BUILTINS_INT8 only)."""
+    import tensorflow as tf
+
+    samples = representative_images(spec, data)
+
+    def representative() -> Iterator[list[np.ndarray]]:
+        for image in samples:
+            yield [image[np.newaxis, ...]]
+
+    converter = _converter(spec, model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    # Per-tensor weight scales for FULLY_CONNECTED: the TFLM that Zephyr 3.x ships reads only the
+    # first scale of a per-channel Dense, so its outputs would differ from host TFLM on every image.
+    converter._experimental_disable_per_channel_quantization_for_dense_layers = True
+    # Keras prints its export endpoints and the converter logs from C++: keep the terminal clean,
+    # but put what they said into the error if conversion fails.
+    with captured_fd(2) as native, contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return bytes(converter.convert())
+        except Exception as exc:  # the converter raises many types; all mean "cannot convert"
+            failure = exc
+    raise ModelError(f"the TFLite converter could not make a full-int8 model of '{spec.name}': {failure}\n"
+                     f"{native.getvalue()[-2000:]}Layers that have no int8 kernel must be changed.")
+
+
+def add_label_metadata(spec: Spec, tflite: bytes, labels: tuple[str, ...] = ()) -> bytes:
+    """Embed the class labels and input normalization as standard TFLite metadata.
+
+    The model is then self-describing for any TFLite tool; the codegen reads the labels back from
+    here, not from the spec.  The schema's normalization is ``(pixel - mean) / std``; ours is
+    ``pixel * scale + offset``, so ``mean = -offset / scale`` and ``std = 1 / scale``.
+    """
+    from .tflite_metadata import ClassifierMetadata, write_metadata
+
+    meta = ClassifierMetadata(name=spec.name, description=spec.description, labels=tuple(labels or spec.labels),
+                              mean=(-spec.norm_offset / spec.norm_scale,), std=(1.0 / spec.norm_scale,),
+                              channels=int(spec.input_shape[-1]))
+    return write_metadata(tflite, meta)
+
+
+# Part of the quantize stage's cache key: bump when the conversion recipe changes.
+RECIPE = "int8-batch1-per-tensor-dense-v2-own-metadata"
+
+
+def quantize(spec: Spec, model: Any, data: Dataset, labels: tuple[str, ...] = ()) -> bytes:
+    """The deployable model: int8 ``.tflite`` with label metadata."""
+    return add_label_metadata(spec, to_int8_tflite(spec, model, data), labels)

@@ -1,0 +1,53 @@
+"""Summary tables for a finished build (rich for terminals)."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from .pipeline import BuildResult
+from .verify import describe_divergence
+
+
+def summary_table(result: BuildResult) -> Table:
+    """Accuracies, agreement, sizes, cost and stage times in one table."""
+    v = result.verification
+    table = Table(title=f"{result.spec.name}: model summary", show_header=True, header_style="bold")
+    table.add_column("item")
+    table.add_column("value", justify="right")
+    def pct(value: float | None, why: str) -> str:
+        return f"{value:.2f} %" if value is not None else f"n/a ({why})"
+
+    no_labels = "no labelled data"
+    no_float = "int8 .tflite given" if result.spec.model_file and result.spec.model_file.suffix == ".tflite" \
+        else no_labels
+    things = "images" if v.tflm_accuracy is not None else "inputs"
+    rows = [
+        ("float accuracy", pct(v.float_accuracy, no_float)),
+        ("int8 TFLite accuracy (optimized kernels)", pct(v.tflite_accuracy, no_labels)),
+        ("int8 TFLite accuracy (reference kernels)", pct(v.tflite_ref_accuracy, no_labels)),
+        ("int8 TFLM accuracy", pct(v.tflm_accuracy, no_labels)),
+        ("float -> int8 drop", f"{v.accuracy_drop:.2f} points" if v.float_accuracy is not None else "n/a"),
+        (f"TFLM vs TFLite-reference: differing {things}", f"{v.ref_mismatches:,} / {v.images:,}"),
+        ("  of which 1-LSB requantization rounding", f"{v.ref_rounding_mismatches:,}"
+         + (f" (first differing op: {', '.join(f'{k} {n}' for k, n in v.ref_divergence_ops.items())})"
+            if v.ref_divergence_ops else "")),
+        ("  of which unexplained (fails the build)", f"{v.ref_unexplained_mismatches:,}"),
+        ("TFLM vs TFLite-optimized argmax agreement", f"{v.optimized_argmax_agreement:,} / {v.images:,}"),
+        ("test inputs embedded for the device", f"{len(result.generated.test_labels) or result.spec.test_images}"
+         + (" (labelled images)" if result.generated.test_labels else " (seeded random; device output checked "
+                                                                       "against host TFLM)")),
+        ("model (.tflite) bytes", f"{result.info.size:,}"),
+        ("arena bytes (host measured -> generated)", f"{v.arena_host_bytes:,} -> {result.generated.arena_size:,}"),
+        ("parameters", f"{result.params:,}"),
+        ("MACs per inference", f"{result.macs:,}"),
+        ("ops", ", ".join(result.info.unique_ops)),
+        ("generated sources", str(result.generated.folder)),
+    ]
+    if v.first_divergence and v.first_divergence.get("op"):
+        rows.insert(8, ("first differing layer (TFLM vs reference)", describe_divergence(v.first_divergence)))
+    for name, value in rows:
+        table.add_row(name, value)
+    for stage, timing in result.timings.items():
+        table.add_row(f"time: {stage}", f"{timing.seconds:.1f} s" + (" (cached)" if timing.cached else ""))
+    table.add_row("time: total", f"{sum(t.seconds for t in result.timings.values()):.1f} s")
+    return table

@@ -1,0 +1,127 @@
+"""Read what later stages need out of a ``.tflite`` file: ops, tensors, quantization, labels.
+
+Uses the LiteRT (TFLite) Python interpreter to parse (it validates the flatbuffer) and our
+metadata reader (:mod:`tflite_metadata`) for labels.  A file that is not a TFLite model is a :class:`ModelError` naming it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ModelError
+from ..fileio import captured_fd
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Shape, dtype and int8 quantization of a model input or output."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float
+    zero_point: int
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Facts about a ``.tflite`` the codegen and reports use."""
+
+    ops: tuple[str, ...]          # builtin op names in execution order, e.g. CONV_2D
+    input: TensorInfo
+    output: TensorInfo
+    labels: tuple[str, ...]
+    size: int
+    inputs: int = 1               # how many input / output tensors the model has
+    outputs: int = 1
+    dynamic: str = ""             # tensors with an unknown non-batch dimension, e.g. "input [1, -1, 40]"
+
+    @property
+    def unique_ops(self) -> tuple[str, ...]:
+        """Distinct op names, sorted (the order of the generated resolver)."""
+        return tuple(sorted(set(self.ops)))
+
+
+def tf_lite_interpreter(tflite: bytes, reference: bool = False, preserve_all_tensors: bool = False):
+    """A LiteRT interpreter, optionally with TFLite's reference (non-optimized) kernels.
+
+    LiteRT (``ai_edge_litert``) is the maintained home of the TFLite interpreter;
+    ``tf.lite.Interpreter`` is deprecated and scheduled for deletion.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = OpResolverType.BUILTIN_REF if reference else OpResolverType.AUTO
+    with warnings.catch_warnings(), captured_fd(2):
+        warnings.simplefilter("ignore")  # XNNPACK's start-up notice
+        return Interpreter(model_content=tflite, experimental_op_resolver_type=resolver, num_threads=1,
+                           experimental_preserve_all_tensors=preserve_all_tensors)
+
+
+def read_labels(tflite: bytes) -> tuple[str, ...]:
+    """Labels from the model's TFLite metadata (its TENSOR_AXIS_LABELS file); empty if none."""
+    from .tflite_metadata import read_metadata
+
+    meta = read_metadata(tflite)
+    return meta.labels if meta is not None else ()
+
+
+def inspect_model(tflite: bytes, origin: str | Path = "<bytes>") -> ModelInfo:
+    """Parse ``tflite``; raise :class:`ModelError` if it is not a valid model."""
+    if len(tflite) < 8 or tflite[4:8] != b"TFL3":
+        raise ModelError(f"{origin} is not a TFLite model (no 'TFL3' identifier); regenerate it "
+                         f"with `tinyml build` or check the file was not truncated.")
+    try:
+        interpreter = tf_lite_interpreter(tflite)
+        ops = tuple(op["op_name"] for op in interpreter._get_ops_details())
+        inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"{origin} is not a readable TFLite model: {exc}") from None
+    if not inputs or not outputs:
+        raise ModelError(f"{origin} has no input or no output tensor.")
+    # A -1 batch in the signature is harmless (TFLM plans with the concrete shape, batch 1, as TFLM's
+    # own examples ship); any other unknown dimension means shapes known only at run time.
+    dynamic = ", ".join(f"{t['name']} {[int(d) for d in t['shape_signature']]}" for t in inputs + outputs
+                        if any(int(d) < 0 for d in list(t.get("shape_signature", ()))[1:]))
+    return ModelInfo(ops=ops, input=_tensor(inputs[0]), output=_tensor(outputs[0]), labels=read_labels(tflite),
+                     size=len(tflite), inputs=len(inputs), outputs=len(outputs), dynamic=dynamic)
+
+
+def _tensor(details: dict) -> TensorInfo:
+    scale, zero_point = details["quantization"]
+    return TensorInfo(tuple(int(d) for d in details["shape"]), details["dtype"].__name__,
+                      float(scale), int(zero_point))
+
+
+def count_macs(tflite: bytes) -> int:
+    """Multiply-accumulates per inference of the conv, depthwise and fully connected layers."""
+    interpreter = tf_lite_interpreter(tflite)
+    shapes = {t["index"]: tuple(int(d) for d in t["shape"]) for t in interpreter.get_tensor_details()}
+    total = 0
+    for op in interpreter._get_ops_details():
+        name, inputs, outputs = op["op_name"], list(op["inputs"]), list(op["outputs"])
+        if len(inputs) < 2 or not outputs:
+            continue
+        out, weights = shapes.get(outputs[0], ()), shapes.get(inputs[1], ())
+        if name == "CONV_2D" and len(out) == 4 and len(weights) == 4:
+            total += out[0] * out[1] * out[2] * out[3] * weights[1] * weights[2] * weights[3]
+        elif name == "DEPTHWISE_CONV_2D" and len(out) == 4 and len(weights) == 4:
+            total += out[0] * out[1] * out[2] * out[3] * weights[1] * weights[2]
+        elif name == "FULLY_CONNECTED" and len(weights) == 2:
+            rows = 1
+            for dim in out[:-1]:
+                rows *= dim
+            total += rows * weights[0] * weights[1]
+    return total
+
+
+def per_channel_ops(tflite: bytes, op_names: tuple[str, ...] = ("FULLY_CONNECTED",)) -> list[str]:
+    """Ops (by name, with their index) whose weights carry more than one quantization scale."""
+    interpreter = tf_lite_interpreter(tflite)
+    scales = {t["index"]: len(t["quantization_parameters"]["scales"]) for t in interpreter.get_tensor_details()}
+    found = []
+    for op in interpreter._get_ops_details():
+        inputs = list(op["inputs"])
+        if op["op_name"] in op_names and len(inputs) > 1 and scales.get(inputs[1], 0) > 1:
+            found.append(f"{op['op_name']} #{op['index']}")
+    return found

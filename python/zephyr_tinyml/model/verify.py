@@ -1,0 +1,308 @@
+"""Verify stage: float Keras vs int8 TFLite vs int8 TFLM on the whole test set, and arena size.
+
+The device runs TFLM, so TFLM on the host is the model's ground truth (the device must equal it
+bit for bit: see the evaluation stage).  TFLite's *reference* kernels (``BUILTIN_REF``) are the
+independent check of TFLM's kernels: every image whose int8 output differs is traced layer by layer
+to the first op where the two part; a 1-LSB difference in a requantizing op is the two runtimes'
+documented rounding difference, anything else fails the build.  TFLite's optimized kernels round
+differently again, so for them only argmax agreement is reported.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .data import Dataset, normalize
+from ..errors import ModelError
+from ..fileio import captured_fd
+from .spec import Spec
+from .tflite_model import ModelInfo, tf_lite_interpreter
+
+Progress = Callable[[int, int], None]
+ARENA_TOTAL_RE = re.compile(r"Arena allocation total (\d+) bytes")
+
+
+@dataclass
+class Verification:
+    """Accuracies in percent on the same images, and the TFLM/TFLite agreement counts."""
+
+    images: int                     # test images, or test inputs of a model verified without data
+    float_accuracy: float | None    # None: no float model (an int8 .tflite) or no labelled data
+    tflite_accuracy: float | None   # TFLite default (optimized) kernels
+    tflite_ref_accuracy: float | None  # TFLite reference kernels
+    tflm_accuracy: float | None
+    ref_mismatches: int             # images whose int8 output differs TFLM vs TFLite-ref
+    ref_mismatch_indices: list[int]
+    # Of those: first divergence a 1-LSB requantization rounding difference / anything else.
+    ref_rounding_mismatches: int
+    ref_unexplained_mismatches: int
+    ref_divergence_ops: dict[str, int]  # op of the first divergence -> images
+    optimized_argmax_agreement: int  # images where TFLM and optimized TFLite pick the same class
+    optimized_vector_differences: int
+    arena_host_bytes: int
+    tflm_predictions: list[int] = field(repr=False)
+    # The first unexplained mismatch's divergence, else the first mismatch's (see LayerStepper).
+    first_divergence: dict[str, Any] | None = None
+
+    @property
+    def accuracy_drop(self) -> float:
+        """Float Keras -> int8 TFLM, percentage points (0 when either is unknown)."""
+        if self.float_accuracy is None or self.tflm_accuracy is None:
+            return 0.0
+        return self.float_accuracy - self.tflm_accuracy
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def quantize_input(images: np.ndarray, spec: Spec, info: ModelInfo) -> np.ndarray:
+    """Raw uint8 images -> the model's int8 input, exactly as the firmware must do it."""
+    real = normalize(images, spec.norm_scale, spec.norm_offset)
+    q = np.round(real / np.float32(info.input.scale)) + info.input.zero_point
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def run_tflite(tflite: bytes, inputs: np.ndarray, reference: bool) -> np.ndarray:
+    """int8 outputs of TFLite for every input (one image per invoke: the model has batch 1)."""
+    interpreter = tf_lite_interpreter(tflite, reference=reference)
+    interpreter.allocate_tensors()
+    in_index = interpreter.get_input_details()[0]["index"]
+    out_index = interpreter.get_output_details()[0]["index"]
+    outputs = []
+    for image in inputs:
+        interpreter.set_tensor(in_index, image[np.newaxis])
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(out_index)[0].copy())
+    return np.stack(outputs)
+
+
+def tflm_interpreter(tflite: bytes, arena_size: int | None = None) -> Any:
+    """The host TFLM interpreter (same kernels as the device, 64-bit bookkeeping)."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    try:
+        return runtime.Interpreter.from_bytes(tflite, arena_size=arena_size or max(64 * 1024, 10 * len(tflite)))
+    except (RuntimeError, ValueError) as exc:
+        raise ModelError(f"TFLM cannot load the model: {exc}. If an op is missing, change the layer "
+                         f"that produces it (see the op list) or register a custom op.") from None
+
+
+def run_tflm(tflite: bytes, inputs: np.ndarray, progress: Progress | None = None) -> np.ndarray:
+    """int8 outputs of host TFLM for every input."""
+    interpreter = tflm_interpreter(tflite)
+    outputs = []
+    for i, image in enumerate(inputs):
+        interpreter.set_input(image[np.newaxis], 0)
+        interpreter.invoke()
+        outputs.append(np.array(interpreter.get_output(0))[0])
+        if progress and (i + 1) % 250 == 0 or progress and i + 1 == len(inputs):
+            progress(i + 1, len(inputs))
+    return np.stack(outputs)
+
+
+def measure_arena(tflite: bytes, sample: np.ndarray) -> int:
+    """Bytes of tensor arena host TFLM allocates for ``tflite`` (after one invoke).
+
+    TFLM reports this through its RecordingMicroAllocator on the C++ stderr, captured here.
+    """
+    interpreter = tflm_interpreter(tflite)
+    interpreter.set_input(sample[np.newaxis], 0)
+    interpreter.invoke()
+    with captured_fd(2) as report:
+        interpreter.print_allocations()
+    text = report.getvalue()
+    match = ARENA_TOTAL_RE.search(text)
+    if not match:
+        raise ModelError(f"could not read the arena size from TFLM's allocation report:\n{text}")
+    return int(match.group(1))
+
+
+def verify(spec: Spec, data: Dataset, keras_model: Any, tflite: bytes, info: ModelInfo,
+           progress: Progress | None = None) -> Verification:
+    """Evaluate float (when there is a float model), TFLite and TFLM on the full test set and compare
+    int8 outputs element by element."""
+    labels = data.y_test.astype(np.int64)
+    inputs = quantize_input(data.x_test, spec, info)
+    float_accuracy = None
+    if keras_model is not None:
+        float_logits = keras_model.predict(normalize(data.x_test, spec.norm_scale, spec.norm_offset),
+                                           batch_size=1000, verbose=0)
+        float_accuracy = float(np.mean(float_logits.reshape(len(labels), -1).argmax(axis=1) == labels) * 100.0)
+    return _compare(tflite, inputs, labels, float_accuracy, progress)
+
+
+def verify_outputs(tflite: bytes, inputs: np.ndarray, progress: Progress | None = None) -> Verification:
+    """TFLM against the TFLite reference kernels on ``inputs`` (a model given without data): no accuracies."""
+    return _compare(tflite, inputs, None, None, progress)
+
+
+def _compare(tflite: bytes, inputs: np.ndarray, labels: np.ndarray | None, float_accuracy: float | None,
+             progress: Progress | None) -> Verification:
+    optimized = run_tflite(tflite, inputs, reference=False).reshape(len(inputs), -1)
+    reference = run_tflite(tflite, inputs, reference=True).reshape(len(inputs), -1)
+    micro = run_tflm(tflite, inputs, progress).reshape(len(inputs), -1)
+
+    def accuracy(predictions: np.ndarray) -> float | None:
+        return None if labels is None else float(np.mean(predictions == labels) * 100.0)
+
+    micro_pred = micro.argmax(axis=1)
+    differs = np.flatnonzero(np.any(micro != reference, axis=1))
+    divergences = []
+    if differs.size:
+        stepper = LayerStepper(tflite)
+        divergences = [stepper.diverge(inputs[i], int(i)) for i in differs]
+    unexplained = [d for d in divergences if not d.get("rounding")]
+    ops: dict[str, int] = {}
+    for d in divergences:
+        ops[str(d.get("op"))] = ops.get(str(d.get("op")), 0) + 1
+    return Verification(
+        images=len(inputs),
+        float_accuracy=float_accuracy,
+        tflite_accuracy=accuracy(optimized.argmax(axis=1)),
+        tflite_ref_accuracy=accuracy(reference.argmax(axis=1)),
+        tflm_accuracy=accuracy(micro_pred),
+        ref_mismatches=int(differs.size),
+        ref_mismatch_indices=[int(i) for i in differs[:10]],
+        ref_rounding_mismatches=len(divergences) - len(unexplained),
+        ref_unexplained_mismatches=len(unexplained),
+        ref_divergence_ops=dict(sorted(ops.items())),
+        optimized_argmax_agreement=int(np.sum(optimized.argmax(axis=1) == micro_pred)),
+        optimized_vector_differences=int(np.sum(np.any(micro != optimized, axis=1))),
+        arena_host_bytes=measure_arena(tflite, inputs[0]),
+        tflm_predictions=[int(p) for p in micro_pred] if labels is not None else [],
+        first_divergence=(unexplained or divergences or [None])[0],
+    )
+
+
+def random_inputs(info: ModelInfo, count: int, seed: int = 0) -> np.ndarray:
+    """``count`` seeded int8 inputs spread over the model's whole input range (for models without data)."""
+    rng = np.random.default_rng(seed)
+    shape = (count,) + tuple(info.input.shape[1:])
+    return rng.integers(-128, 128, size=shape, dtype=np.int16).astype(np.int8)
+
+
+def all_tensors_model(tflite: bytes) -> tuple[bytes, list[dict[str, Any]]]:
+    """A copy of ``tflite`` whose subgraph outputs are the outputs of every op, in execution order.
+
+    TFLM's Python interpreter only exposes model outputs; making every intermediate tensor an output
+    lets us read it, as TFLM's own layer_by_layer_debugger does.  Returns the new model and, per op,
+    its index, name and output tensor (index and name).
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    graph = model.subgraphs[0]
+    names = {code_index: _op_name(schema, code) for code_index, code in enumerate(model.operatorCodes)}
+    ops, outputs = [], []
+    for index, op in enumerate(graph.operators):
+        for tensor in op.outputs:
+            if tensor >= 0 and tensor not in outputs:
+                outputs.append(int(tensor))
+                name = graph.tensors[tensor].name
+                ops.append({"op_index": index, "op": names[op.opcodeIndex], "tensor": int(tensor),
+                            "tensor_name": name.decode() if isinstance(name, bytes) else str(name)})
+    graph.outputs = np.array(outputs, dtype=np.int32)
+    builder = flatbuffers.Builder(len(tflite) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output()), ops
+
+
+def _op_name(schema: Any, code: Any) -> str:
+    value = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+    for name, number in vars(schema.BuiltinOperator).items():
+        if number == value and not name.startswith("_"):
+            return name
+    return f"BUILTIN_{value}"
+
+
+# Ops that only move or select values: TFLM and TFLite must agree on them exactly, so even a
+# 1-LSB difference there is a real fault, never rounding.
+DATA_MOVEMENT_OPS = frozenset({"RESHAPE", "MAX_POOL_2D", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "PACK", "UNPACK",
+                               "SPLIT", "SPLIT_V", "SLICE", "STRIDED_SLICE", "GATHER", "PAD", "CONCATENATION"})
+
+
+class LayerStepper:
+    """TFLM and the TFLite reference kernels side by side, every op's output readable.
+
+    Built once per model, then :meth:`diverge` per input: a few milliseconds an image, so every
+    mismatching test image can be traced to the first op where the two runtimes part.
+    """
+
+    def __init__(self, tflite: bytes, reference_tflite: bytes | None = None):
+        debug_model, self.ops = all_tensors_model(tflite)
+        self.micro = tflm_interpreter(debug_model)
+        self.ref = tf_lite_interpreter(reference_tflite or tflite, reference=True, preserve_all_tensors=True)
+        self.ref.allocate_tensors()
+        self.ref_input = self.ref.get_input_details()[0]["index"]
+
+    def diverge(self, image: np.ndarray, index: int, limit: int = 8) -> dict[str, Any]:
+        """The first op whose int8 output differs, its differing elements (flat index, TFLM value,
+        reference value) and how many later ops differ; ``op`` None when every op agrees."""
+        self.micro.set_input(image[np.newaxis], 0)
+        self.micro.invoke()
+        self.ref.set_tensor(self.ref_input, image[np.newaxis])
+        self.ref.invoke()
+        first: dict[str, Any] | None = None
+        later = 0
+        for position, op in enumerate(self.ops):
+            got = np.array(self.micro.get_output(position)).reshape(-1)
+            want = self.ref.get_tensor(op["tensor"]).reshape(-1)
+            differs = np.flatnonzero(got != want)
+            if not differs.size:
+                continue
+            if first is None:
+                gap = int(np.max(np.abs(got[differs].astype(np.int64) - want[differs].astype(np.int64))))
+                first = dict(op, image=index, differing_elements=int(differs.size), elements=int(want.size),
+                             max_abs_difference=gap,
+                             first_elements=[[int(i), int(got[i]), int(want[i])] for i in differs[:limit]])
+            else:
+                later += 1
+        if first is None:
+            return {"image": index, "op": None, "note": "TFLM and the reference kernels agree on every op's output"}
+        first["later_ops_differing"] = later
+        first["rounding"] = is_rounding_difference(first)
+        return first
+
+
+def is_rounding_difference(divergence: dict[str, Any]) -> bool:
+    """True when the first divergence is what the two runtimes' requantization rounding explains.
+
+    Measured with LiteRT 2.x and TF 2.21: their reference kernels requantize with one rounding
+    step, host TFLM (and the TFLM on the device) with gemmlowp's two (a rounding doubling high
+    multiply, then a rounding shift).  The two disagree by exactly 1 LSB on rare products, in ops
+    that requantize (CONV_2D, FULLY_CONNECTED, ...).  Anything else (2 LSB or more at the first
+    differing op, or a difference in an op that only moves data) is a real kernel disagreement.
+    """
+    return (divergence.get("op") is not None and divergence["max_abs_difference"] <= 1
+            and divergence["op"] not in DATA_MOVEMENT_OPS)
+
+
+def first_divergence(tflite: bytes, image: np.ndarray, index: int, limit: int = 8,
+                     reference_tflite: bytes | None = None) -> dict[str, Any]:
+    """Layer-by-layer comparison for one input (see :class:`LayerStepper`); ``reference_tflite``
+    (default: the same model) lets a test hold TFLM against a deliberately altered copy."""
+    return LayerStepper(tflite, reference_tflite).diverge(image, index, limit)
+
+
+def describe_divergence(d: dict[str, Any] | None) -> str:
+    """One sentence for reports and errors."""
+    if not d or d.get("op") is None:
+        return ""
+    elements = ", ".join(f"[{i}] TFLM {a} vs reference {b}" for i, a, b in d["first_elements"])
+    return (f"image {d['image']}: first differing op is #{d['op_index']} {d['op']} (output '{d['tensor_name']}'), "
+            f"{d['differing_elements']} of {d['elements']} elements differ ({elements}); "
+            f"{d['later_ops_differing']} later ops differ as a consequence"
+            + ("; a 1-LSB requantization rounding difference" if d.get("rounding") else
+               "; NOT explained by rounding"))
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int) -> np.ndarray:
+    """``classes``×``classes`` counts, rows = true label, columns = prediction."""
+    matrix = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(matrix, (labels.astype(np.int64), np.asarray(predictions, dtype=np.int64)), 1)
+    return matrix

@@ -1,0 +1,46 @@
+/*
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * The zephyr-tinyml runtime (CONFIG_TINYML): what every app that runs a
+ * generated model shares. It starts TFLM on the generated model with the
+ * generated op resolver in the measured arena, and checks the model against
+ * model_settings.h before the first inference. Each failure prints its cause
+ * and twister's failure line, so a broken build fails at once, not by timeout.
+ */
+
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "tensorflow/lite/micro/micro_interpreter.h"
+
+#include "model_settings.h"
+
+namespace tinyml {
+
+/* ztest's convention: twister's console harness stops with a failure on this line. */
+int Fail(const char* what);
+
+/* Index of the largest int8 score (the first one on ties, like numpy's argmax). */
+int ArgMax(const int8_t* scores, int count = kNumClasses);
+
+/* The tensor arena: kTensorArenaSize bytes, 16-byte aligned. */
+uint8_t* Arena();
+
+/*
+ * The one interpreter of the app, tensors allocated in Arena(); nullptr (after
+ * printing why) if the model, its ops, the arena or its tensors do not match
+ * what the pipeline generated.
+ */
+tflite::MicroInterpreter* StartInterpreter();
+
+/*
+ * CONFIG_TINYML_SELF_TEST: run every embedded test input, compare the whole
+ * output tensor with host TFLM's bytes, print one line per input
+ * ("CORRECT classification! <label>" or "CORRECT output") and a SUMMARY line.
+ * Returns 0 when every input passed.
+ */
+int RunSelfTest();
+
+}  // namespace tinyml

@@ -1,0 +1,108 @@
+/*
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * CONFIG_TINYML_SELF_TEST: the on-target check of a generated model. Every
+ * embedded test input is run and its whole int8 output tensor compared with
+ * the bytes host TFLM computed for it: the device must equal host TFLM bit for
+ * bit. Classifiers also check the label. The lines printed here are what
+ * twister's harness (sample.yaml) and `west tinyml build --run` read.
+ */
+
+#include <cstring>
+
+#include <zephyr/kernel.h>
+#include <zephyr/sys/printk.h>
+
+#include "test_data.h"
+#include "tinyml/runtime.h"
+
+namespace tinyml {
+namespace {
+
+/* Index of the first element where the device differs from host TFLM, or -1. */
+int FirstDifference(const int8_t* got, const int8_t* want)
+{
+	for (int i = 0; i < kOutputSize; i++) {
+		if (got[i] != want[i]) {
+			return i;
+		}
+	}
+	return -1;
+}
+
+void FillInput(int n, int8_t* input)
+{
+#if TINYML_TEST_PIXELS
+	QuantizeImage(kTestPixels[n], input);
+#else
+	memcpy(input, kTestInputs[n], kInputSize);
+#endif
+}
+
+}  // namespace
+
+int RunSelfTest()
+{
+	tflite::MicroInterpreter* interpreter = StartInterpreter();
+	if (interpreter == nullptr) {
+		return -1;
+	}
+	TfLiteTensor* input = interpreter->input(0);
+	const TfLiteTensor* output = interpreter->output(0);
+
+	const size_t arena_used = interpreter->arena_used_bytes();
+	printk("model %s: %u bytes, arena used %u of %u bytes: %s\n", kModelName,
+	       (unsigned)kModelDataSize, (unsigned)arena_used, (unsigned)kTensorArenaSize,
+	       arena_used <= kTensorArenaSize ? "ARENA OK" : "ARENA OVER");
+
+	int correct = 0;
+	uint64_t cycles = 0;
+	for (int n = 0; n < kNumTests; n++) {
+		FillInput(n, input->data.int8);
+
+		const uint32_t start = k_cycle_get_32();
+		const TfLiteStatus status = interpreter->Invoke();
+		cycles += k_cycle_get_32() - start;
+		if (status != kTfLiteOk) {
+			return Fail("Invoke failed");
+		}
+
+		const int8_t* got = output->data.int8;
+		const int diff = FirstDifference(got, kTestOutputs[n]);
+#if TINYML_CLASSIFIER
+		const int expected = kTestLabels[n];
+		const int label = ArgMax(got);
+		if (diff < 0 && label == expected) {
+			correct++;
+			printk("CORRECT classification! %s\n", kCategoryLabels[label]);
+		} else if (label != expected) {
+			printk("WRONG classification! expected %s got %s\n", kCategoryLabels[expected],
+			       kCategoryLabels[label]);
+		} else {
+			printk("WRONG output: test %d element %d is %d, host TFLM gave %d\n", n, diff,
+			       got[diff], kTestOutputs[n][diff]);
+		}
+#else
+		if (diff < 0) {
+			correct++;
+			printk("CORRECT output %d (%d bytes equal host TFLM's)\n", n, kOutputSize);
+		} else {
+			printk("WRONG output: test %d element %d is %d, host TFLM gave %d\n", n, diff,
+			       got[diff], kTestOutputs[n][diff]);
+		}
+#endif
+	}
+
+	const uint64_t per_inference = cycles / kNumTests;
+	printk("SUMMARY correct=%d/%d arena_used=%u arena_size=%u cycles_per_inference=%u "
+	       "us_per_inference=%u\n",
+	       correct, kNumTests, (unsigned)arena_used, (unsigned)kTensorArenaSize,
+	       (unsigned)per_inference, (unsigned)k_cyc_to_us_floor64(per_inference));
+
+	if (correct != kNumTests) {
+		return Fail("test inputs differ from host TFLM");
+	}
+	return 0;
+}
+
+}  // namespace tinyml
