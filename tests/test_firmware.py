@@ -8,6 +8,7 @@ samples/run_model; it is skipped, with the reason, when no Zephyr workspace is f
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from zephyr_tinyml.firmware.build import SAMPLE_APP, FirmwareError, build_app, parse_summary, run_qemu
 from zephyr_tinyml.firmware.size import check_budget, region_report
 from zephyr_tinyml.model.spec import load_spec
-from zephyr_tinyml.firmware.zephyr_env import find_zephyr
+from zephyr_tinyml.firmware.zephyr_env import ZephyrEnv, find_zephyr
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_APP = REPO / "samples" / "mnist"
@@ -63,6 +64,33 @@ def qemu_build(tmp_path_factory) -> Path:
     build = tmp_path_factory.mktemp("fw") / "qemu_cortex_m3"
     build_app(MNIST_APP, "qemu_cortex_m3", build, generated, zephyr=zephyr)
     return build
+
+
+def test_run_ends_at_a_summary_that_arrives_with_other_lines(tmp_path: Path) -> None:
+    """The device's last lines often come in one write; the run must see the summary among them.
+
+    A real CMake project stands in for the board: its ``run`` target prints the lines in one write and
+    then, like QEMU, never exits.  (A buffered readline() once left the summary unseen until the
+    timeout.)
+    """
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake is not installed")
+    import subprocess
+
+    source, build = tmp_path / "src", tmp_path / "build"
+    source.mkdir()
+    (source / "board.py").write_text(
+        "import sys, time\n"
+        "sys.stdout.write('CORRECT output 8\\nCORRECT output 9\\nSUMMARY correct=10/10 arena_used=6788\\n')\n"
+        "sys.stdout.flush()\n"
+        "time.sleep(60)\n")
+    (source / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.20)\nproject(board NONE)\n"
+        f"add_custom_target(run COMMAND \"{sys.executable}\" ${{CMAKE_SOURCE_DIR}}/board.py USES_TERMINAL)\n")
+    subprocess.run(["cmake", "-S", str(source), "-B", str(build)], check=True, capture_output=True)
+    output = run_qemu(build, timeout=20, zephyr=ZephyrEnv(base=tmp_path, workspace=None, found_by="test"))
+    assert parse_summary(output) == {"correct": 10, "images": 10, "arena_used": 6788}
+    assert "CORRECT output 9" in output
 
 
 @pytest.mark.zephyr

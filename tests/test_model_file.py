@@ -48,6 +48,7 @@ def test_int8_tflite_without_data_gets_random_test_inputs(tmp_path: Path):
     assert spec.name == "hello_world_int8" and not spec.has_data
     result = build_model(spec, BuildOptions(work_dir=tmp_path / "work"), SilentUI())
     assert result.verification.tflm_accuracy is None and result.verification.images == 10
+    assert result.params == 16 + 16 + 16 * 16 + 16 + 16 + 1               # 1-16-16-1 dense: weights and biases
     folder = tmp_path / "gen"
     data_cc, header = (folder / "test_data.cc").read_text(), (folder / "test_data.h").read_text()
     assert "#define TINYML_TEST_PIXELS 0" in header and "#define TINYML_CLASSIFIER 0" in header

@@ -86,17 +86,28 @@ def run_qemu(build_dir: Path, timeout: float = 120.0, zephyr: ZephyrEnv | None =
     finished = False
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
+    # Raw reads of the pipe, split into lines here: a buffered readline() would keep the lines after
+    # the first of a chunk in Python's buffer, where select() cannot see them, and the summary that
+    # arrived together with the last output line would wait for output that never comes.
+    fd, pending = proc.stdout.fileno(), b""
     with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        while not finished and time.monotonic() < deadline and proc.poll() is None:
+        selector.register(fd, selectors.EVENT_READ)
+        while not finished and time.monotonic() < deadline:
             if not selector.select(timeout=max(0.0, min(1.0, deadline - time.monotonic()))):
+                if proc.poll() is not None:
+                    break
                 continue
-            raw = proc.stdout.readline()
-            if not raw:
+            chunk = os.read(fd, 65536)
+            if not chunk:
                 break
-            line = raw.decode(errors="replace").rstrip("\r\n")
-            lines.append(line)
-            finished = bool(END_OF_RUN.search(line))
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for raw in complete:
+                line = raw.decode(errors="replace").rstrip("\r")
+                lines.append(line)
+                if END_OF_RUN.search(line):
+                    finished = True
+                    break
     _stop(proc)
     output = "\n".join(lines) + "\n"
     if not finished:

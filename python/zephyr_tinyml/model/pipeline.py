@@ -29,7 +29,7 @@ from ..errors import AcceptanceError, DataError, SpecError
 from ..fileio import sha256_bytes, write_atomic
 from .model_file import content_hash, float_input_shape, load_float_model, model_kind
 from .spec import Spec, check_layers
-from .tflite_model import ModelInfo, count_macs, inspect_model
+from .tflite_model import ModelInfo, count_macs, count_parameters, inspect_model
 from .verify import (Verification, confusion_matrix, describe_divergence, quantize_input, random_inputs, run_tflm,
                      verify, verify_outputs)
 
@@ -160,6 +160,7 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
     kind = model_kind(spec.model_file) if spec.model_file is not None else "spec"
     float_model: Any = None
     tflite_file: bytes | None = None
+    file_parameters = 0
 
     with ui.stage("spec", spec.path.name), _Timer(timings, "spec"):
         if kind == "spec":
@@ -169,6 +170,7 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
             file_info = inspect_model(tflite_file, spec.model_file or "")
             check_io(file_info, str(spec.model_file))
             spec = _with_input_shape(spec, tuple(file_info.input.shape[1:]))
+            file_parameters = count_parameters(tflite_file)
         else:
             float_model = load_float_model(spec.model_file)  # type: ignore[arg-type]
             spec = _with_input_shape(spec, float_input_shape(float_model, spec.model_file))  # type: ignore[arg-type]
@@ -189,7 +191,7 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
                         f"({'dataset:' if kind == 'spec' else '--data-dir DIR or --dataset NAME|PATH'}) to "
                         f"{'train' if kind == 'spec' else 'quantize'} and verify.")
 
-    meta: dict[str, Any] = {}
+    meta: dict[str, Any] = {"parameters": file_parameters} if kind == "tflite" else {}
     history: dict[str, list[float]] = {}
     train_dir: Path | None = None
     if kind == "spec":

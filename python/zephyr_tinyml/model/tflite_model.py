@@ -115,6 +115,28 @@ def count_macs(tflite: bytes) -> int:
     return total
 
 
+def count_parameters(tflite: bytes) -> int:
+    """Elements of the model's constant tensors (weights and biases), read from the flatbuffer.
+
+    Why not Keras' ``count_params``: a ``.tflite`` trained elsewhere has no Keras model; counting its
+    constant tensors gives the same figure for every source (batch normalization is already folded).
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(tflite, 0)
+    total = 0
+    for subgraph in model.subgraphs or []:
+        for tensor in subgraph.tensors or []:
+            buffer = model.buffers[tensor.buffer] if tensor.buffer < len(model.buffers) else None
+            if buffer is None or (buffer.data is None or len(buffer.data) == 0) and not getattr(buffer, "offset", 0):
+                continue
+            count = 1
+            for dim in tensor.shape if tensor.shape is not None else []:
+                count *= int(dim)
+            total += count
+    return total
+
+
 def per_channel_ops(tflite: bytes, op_names: tuple[str, ...] = ("FULLY_CONNECTED",)) -> list[str]:
     """Ops (by name, with their index) whose weights carry more than one quantization scale."""
     interpreter = tf_lite_interpreter(tflite)
