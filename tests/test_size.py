@@ -78,8 +78,8 @@ def test_input_sections_with_wrapped_names() -> None:
     (".bss._ZN12_GLOBAL__N_112tensor_arenaE", "app/libapp.a(main.cpp.obj)", "arena"),
     (".text.main", "app/libapp.a(main.cpp.obj)", "app"),
     (".rodata.g_mnist_model_data", "app/libapp.a(model_data.cc.obj)", "model"),
-    (".rodata.x", "app/libapp.a(test_images.cc.obj)", "test images"),
-    (".rodata.x", "modules/zephyr-tinyml/libtinyml.a(test_data.cc.obj)", "test images"),
+    (".rodata.x", "app/libapp.a(test_images.cc.obj)", "test inputs"),
+    (".rodata.x", "modules/zephyr-tinyml/libtinyml.a(test_data.cc.obj)", "test inputs"),
     (".rodata.g_x_model_data", "modules/zephyr-tinyml/libtinyml.a(model_data.cc.obj)", "model"),
     (".text.x", "modules/zephyr-tinyml/libtinyml.a(runtime.cpp.obj)", "app"),
     (".text.x", "modules/tflite-micro/libmodules__tflite-micro.a(conv.cc.obj)", "TFLM core"),
@@ -100,7 +100,7 @@ def test_split_adds_up_to_the_totals() -> None:
     shares = {s.component: s for s in split_by_component(MAP, placement, 0x3100, 0x3000)}
     assert shares["model"].flash == 0x1F00
     assert shares["arena"].ram == 0x2E00
-    assert shares["test images"].flash == 0x100
+    assert shares["test inputs"].flash == 0x100
     assert sum(s.flash for s in shares.values()) == 0x3100
     assert sum(s.ram for s in shares.values()) == 0x3000
 

@@ -3,7 +3,7 @@
 Why our own reader rather than Zephyr's ``ram_report`` / ``rom_report``: those need a full build
 tree and print trees of source paths; the pipeline needs a few numbers it can check against a
 budget and put in a report: totals per memory region, and the share of the model's pieces
-(weights, tensor arena, test images), TFLM, CMSIS-NN, the Zephyr kernel and the C/C++ runtime.
+(weights, tensor arena, test inputs), TFLM, CMSIS-NN, the Zephyr kernel and the C/C++ runtime.
 
 Totals come from the ELF (pyelftools): every allocated section counts in RAM when its run address
 lies in a RAM region, and in flash when its load address lies in a flash region, so initialised
@@ -54,7 +54,7 @@ COMPONENT_RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (name, re.compile(pattern)) for name, pattern in (
         ("arena", r"tensor_arena"),
         ("model", r"model_data\.cc\.obj"),
-        ("test images", r"test_(images|data)\.cc\.obj"),
+        ("test inputs", r"test_(images|data)\.cc\.obj"),
         ("app", r"(libapp\.a|/app\.dir/|libtinyml\.a)"),
         ("TFLM kernels", r"tflite-micro.*/(kernels|signal)/"),
         ("CMSIS-NN", r"cmsis-nn|cmsis_nn"),
@@ -374,12 +374,12 @@ def budget_rows(report: SizeReport, budget: Any) -> list[tuple[str, int, int | N
 
 
 def model_share(report: SizeReport) -> list[tuple[str, int, int]]:
-    """The model's part of the image: weights, arena, TFLM code (core + kernels), test images."""
+    """The model's part of the image: weights, arena, TFLM code (core + kernels), test inputs."""
     tflm = [s for s in report.shares if s.component.startswith("TFLM")]
     return [("model weights", report.share("model").flash, report.share("model").ram),
             ("tensor arena", report.share("arena").flash, report.share("arena").ram),
             ("TFLM code", sum(s.flash for s in tflm), sum(s.ram for s in tflm)),
-            ("test images", report.share("test images").flash, report.share("test images").ram)]
+            ("test inputs", report.share("test inputs").flash, report.share("test inputs").ram)]
 
 
 def to_table(report: SizeReport, title: str | None = None, budget: Any = None) -> Any:
