@@ -93,6 +93,24 @@ def test_run_ends_at_a_summary_that_arrives_with_other_lines(tmp_path: Path) -> 
     assert "CORRECT output 9" in output
 
 
+def test_run_that_ends_without_a_summary_says_so(tmp_path: Path) -> None:
+    """QEMU that quits early (bad image, missing binary) is reported as such, with its last output."""
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake is not installed")
+    import subprocess
+
+    source, build = tmp_path / "src", tmp_path / "build"
+    source.mkdir()
+    (source / "board.py").write_text("print('qemu: could not load kernel')\nraise SystemExit(3)\n")
+    (source / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.20)\nproject(board NONE)\n"
+        f"add_custom_target(run COMMAND \"{sys.executable}\" ${{CMAKE_SOURCE_DIR}}/board.py)\n")
+    subprocess.run(["cmake", "-S", str(source), "-B", str(build)], check=True, capture_output=True)
+    with pytest.raises(FirmwareError, match=r"ended \(exit status \d+\) before the app's SUMMARY line") as error:
+        run_qemu(build, timeout=20, zephyr=ZephyrEnv(base=tmp_path, workspace=None, found_by="test"))
+    assert "qemu: could not load kernel" in str(error.value)
+
+
 @pytest.mark.zephyr
 @pytest.mark.slow
 def test_sample_fits_budget_and_classifies_every_image(qemu_build: Path) -> None:

@@ -89,7 +89,7 @@ def run_qemu(build_dir: Path, timeout: float = 120.0, zephyr: ZephyrEnv | None =
     # Raw reads of the pipe, split into lines here: a buffered readline() would keep the lines after
     # the first of a chunk in Python's buffer, where select() cannot see them, and the summary that
     # arrived together with the last output line would wait for output that never comes.
-    fd, pending = proc.stdout.fileno(), b""
+    fd, pending, eof = proc.stdout.fileno(), b"", False
     with selectors.DefaultSelector() as selector:
         selector.register(fd, selectors.EVENT_READ)
         while not finished and time.monotonic() < deadline:
@@ -99,6 +99,7 @@ def run_qemu(build_dir: Path, timeout: float = 120.0, zephyr: ZephyrEnv | None =
                 continue
             chunk = os.read(fd, 65536)
             if not chunk:
+                eof = True
                 break
             pending += chunk
             *complete, pending = pending.split(b"\n")
@@ -108,10 +109,20 @@ def run_qemu(build_dir: Path, timeout: float = 120.0, zephyr: ZephyrEnv | None =
                 if END_OF_RUN.search(line):
                     finished = True
                     break
+    exit_status = proc.poll()   # None while QEMU still runs (it never exits by itself)
+    if eof and exit_status is None:
+        try:                    # the output ended: the process is on its way out
+            exit_status = proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            exit_status = None
     _stop(proc)
+    if pending.strip() and not finished:
+        lines.append(pending.decode(errors="replace").rstrip("\r"))   # a last line without its newline
     output = "\n".join(lines) + "\n"
     if not finished:
-        raise FirmwareError(f"QEMU run of {build_dir} did not finish within {timeout:.0f} s; "
+        why = (f"did not finish within {timeout:.0f} s" if exit_status is None
+               else f"ended (exit status {exit_status}) before the app's SUMMARY line")
+        raise FirmwareError(f"QEMU run of {build_dir} {why}; "
                             f"last output:\n{''.join(l + chr(10) for l in lines[-20:])}")
     return output
 
