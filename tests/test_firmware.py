@@ -66,6 +66,22 @@ def qemu_build(tmp_path_factory) -> Path:
     return build
 
 
+def _stand_in_board(tmp_path: Path, board_script: str) -> Path:
+    """A configured CMake build folder whose ``run`` target runs ``board_script`` in place of QEMU."""
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake is not installed")
+    import subprocess
+
+    source, build = tmp_path / "src", tmp_path / "build"
+    source.mkdir()
+    (source / "board.py").write_text(board_script)
+    (source / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.20)\nproject(board NONE)\n"
+        f"add_custom_target(run COMMAND \"{sys.executable}\" ${{CMAKE_SOURCE_DIR}}/board.py USES_TERMINAL)\n")
+    subprocess.run(["cmake", "-S", str(source), "-B", str(build)], check=True, capture_output=True)
+    return build
+
+
 def test_run_ends_at_a_summary_that_arrives_with_other_lines(tmp_path: Path) -> None:
     """The device's last lines often come in one write; the run must see the summary among them.
 
@@ -73,21 +89,12 @@ def test_run_ends_at_a_summary_that_arrives_with_other_lines(tmp_path: Path) -> 
     then, like QEMU, never exits.  (A buffered readline() once left the summary unseen until the
     timeout.)
     """
-    if shutil.which("cmake") is None:
-        pytest.skip("cmake is not installed")
-    import subprocess
-
-    source, build = tmp_path / "src", tmp_path / "build"
-    source.mkdir()
-    (source / "board.py").write_text(
-        "import sys, time\n"
-        "sys.stdout.write('CORRECT output 8\\nCORRECT output 9\\nSUMMARY correct=10/10 arena_used=6788\\n')\n"
-        "sys.stdout.flush()\n"
-        "time.sleep(60)\n")
-    (source / "CMakeLists.txt").write_text(
-        "cmake_minimum_required(VERSION 3.20)\nproject(board NONE)\n"
-        f"add_custom_target(run COMMAND \"{sys.executable}\" ${{CMAKE_SOURCE_DIR}}/board.py USES_TERMINAL)\n")
-    subprocess.run(["cmake", "-S", str(source), "-B", str(build)], check=True, capture_output=True)
+    build = _stand_in_board(tmp_path,
+                            "import sys, time\n"
+                            "sys.stdout.write('CORRECT output 8\\nCORRECT output 9\\n"
+                            "SUMMARY correct=10/10 arena_used=6788\\n')\n"
+                            "sys.stdout.flush()\n"
+                            "time.sleep(60)\n")
     output = run_qemu(build, timeout=20, zephyr=ZephyrEnv(base=tmp_path, workspace=None, found_by="test"))
     assert parse_summary(output) == {"correct": 10, "images": 10, "arena_used": 6788}
     assert "CORRECT output 9" in output
@@ -95,17 +102,7 @@ def test_run_ends_at_a_summary_that_arrives_with_other_lines(tmp_path: Path) -> 
 
 def test_run_that_ends_without_a_summary_says_so(tmp_path: Path) -> None:
     """QEMU that quits early (bad image, missing binary) is reported as such, with its last output."""
-    if shutil.which("cmake") is None:
-        pytest.skip("cmake is not installed")
-    import subprocess
-
-    source, build = tmp_path / "src", tmp_path / "build"
-    source.mkdir()
-    (source / "board.py").write_text("print('qemu: could not load kernel')\nraise SystemExit(3)\n")
-    (source / "CMakeLists.txt").write_text(
-        "cmake_minimum_required(VERSION 3.20)\nproject(board NONE)\n"
-        f"add_custom_target(run COMMAND \"{sys.executable}\" ${{CMAKE_SOURCE_DIR}}/board.py)\n")
-    subprocess.run(["cmake", "-S", str(source), "-B", str(build)], check=True, capture_output=True)
+    build = _stand_in_board(tmp_path, "print('qemu: could not load kernel')\nraise SystemExit(3)\n")
     with pytest.raises(FirmwareError, match=r"ended \(exit status \d+\) before the app's SUMMARY line") as error:
         run_qemu(build, timeout=20, zephyr=ZephyrEnv(base=tmp_path, workspace=None, found_by="test"))
     assert "qemu: could not load kernel" in str(error.value)

@@ -160,7 +160,8 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
     kind = model_kind(spec.model_file) if spec.model_file is not None else "spec"
     float_model: Any = None
     tflite_file: bytes | None = None
-    file_parameters = 0
+    file_info: ModelInfo | None = None
+    meta: dict[str, Any] = {}
 
     with ui.stage("spec", spec.path.name), _Timer(timings, "spec"):
         if kind == "spec":
@@ -170,17 +171,18 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
             file_info = inspect_model(tflite_file, spec.model_file or "")
             check_io(file_info, str(spec.model_file))
             spec = _with_input_shape(spec, tuple(file_info.input.shape[1:]))
-            file_parameters = count_parameters(tflite_file)
+            meta = {"parameters": count_parameters(tflite_file)}
         else:
             float_model = load_float_model(spec.model_file)  # type: ignore[arg-type]
             spec = _with_input_shape(spec, float_input_shape(float_model, spec.model_file))  # type: ignore[arg-type]
+            meta = {"parameters": int(float_model.count_params()) if hasattr(float_model, "count_params") else 0}
         versions = _versions()
 
     data: Dataset | None = None
     if spec.has_data:
         with ui.stage("data"), _Timer(timings, "data"):
             data = load_dataset(spec.data_source(), spec.input_shape, options.data_dir, options.allow_download,
-                                classes=_classes(spec, float_model, tflite_file))
+                                classes=_classes(spec, float_model, file_info))
             ui.note(f"{len(data.x_train):,} training and {len(data.x_test):,} test images from {data.source}")
             for note in data.notes:
                 ui.note(note)
@@ -191,7 +193,6 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
                         f"({'dataset:' if kind == 'spec' else '--data-dir DIR or --dataset NAME|PATH'}) to "
                         f"{'train' if kind == 'spec' else 'quantize'} and verify.")
 
-    meta: dict[str, Any] = {"parameters": file_parameters} if kind == "tflite" else {}
     history: dict[str, list[float]] = {}
     train_dir: Path | None = None
     if kind == "spec":
@@ -210,7 +211,6 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
         weights_key = meta.get("weights_sha256", train_key)
     elif kind != "tflite":
         weights_key = content_hash(spec.model_file)  # type: ignore[arg-type]
-        meta = {"parameters": int(float_model.count_params()) if hasattr(float_model, "count_params") else 0}
 
     def model() -> Any:
         nonlocal float_model
@@ -242,7 +242,7 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
                 with _cache_entry(cache, quant_dir.name) as tmp:
                     (tmp / "model.tflite").write_bytes(tflite_bytes)
             tflite = (quant_dir / "model.tflite").read_bytes()
-        info = inspect_model(tflite, spec.model_file or spec.path)
+        info = file_info if file_info is not None else inspect_model(tflite, spec.model_file or spec.path)
         origin = f"the model of {spec.path.name}"
         check_ops(info, origin)
         check_quantization(tflite, origin)
@@ -289,10 +289,10 @@ def _with_input_shape(spec: Spec, shape: tuple[int, ...]) -> Spec:
     return replace(spec, input_shape=tuple(shape))
 
 
-def _classes(spec: Spec, float_model: Any, tflite: bytes | None) -> int | None:
+def _classes(spec: Spec, float_model: Any, file_info: ModelInfo | None) -> int | None:
     """How many classes the model outputs (bounds the data's labels); None when not known yet."""
-    if tflite is not None:
-        return int(inspect_model(tflite).output.shape[-1])
+    if file_info is not None:
+        return int(file_info.output.shape[-1])
     if float_model is not None and hasattr(float_model, "output_shape"):
         shape = float_model.output_shape
         return int(shape[-1]) if shape and isinstance(shape[-1], int) else None
