@@ -8,17 +8,35 @@ import numpy as np
 import pytest
 
 from conftest import spec_dict, write_spec
-from zephyr_tinyml.model.codegen import TestVectors, arena_size, generate, select_test_images
-from zephyr_tinyml.errors import ModelError
+from zephyr_tinyml.model.arena import device_arena_size, host_arena_size, record_device_arena
+from zephyr_tinyml.model.codegen import TestVectors, generate, pack_bits, select_test_images, unpack_bits
+from zephyr_tinyml.errors import ModelError, TinymlError
 from zephyr_tinyml.model.spec import load_spec
 from zephyr_tinyml.model.tflite_model import inspect_model
 from zephyr_tinyml.model.tflm_ops import resolver_method, unsupported_ops
 
 
 def test_arena_size_adds_margin_and_aligns():
-    assert arena_size(10480, 5, 16) == 11008      # 11004 rounded up to 16
-    assert arena_size(1000, 0, 16) == 1008
-    assert arena_size(1024, 0, 16) == 1024
+    assert host_arena_size(10480, 5, 16) == 11008      # 11004 rounded up to 16
+    assert host_arena_size(1000, 0, 16) == 1008
+    assert host_arena_size(1024, 0, 16) == 1024
+    # On the device: 1 % over arena_used_bytes(), aligned; never more than 2 % over for real arenas.
+    assert device_arena_size(8948) == 9040
+    for used in (660, 6788, 8884, 38100, 47700):
+        assert used < device_arena_size(used) <= 1.02 * used and device_arena_size(used) % 16 == 0
+
+
+def test_test_inputs_pack_and_unpack_exactly():
+    rng = np.random.default_rng(0)
+    cases = [b"", b"\x00", b"\x00" * 784, bytes(range(256)) * 3, b"\x07\x07" + b"\x00" * 300 + b"\x01\x02",
+             rng.integers(0, 256, 1000, dtype=np.uint8).tobytes()]
+    sparse = np.zeros(784, np.uint8)
+    sparse[rng.integers(0, 784, 150)] = rng.integers(1, 256, 150)
+    cases.append(sparse.tobytes())
+    for data in cases:
+        assert unpack_bits(pack_bits(data)) == data
+    assert len(pack_bits(b"\x00" * 784)) == 14                   # runs of at most 130
+    assert len(pack_bits(cases[5])) <= 1000 + 8                   # random data: 1 byte per 128 more
 
 
 def test_resolver_method_names_match_tflm():
@@ -54,7 +72,7 @@ def test_corrupt_tflite_is_refused(tmp_path: Path):
         inspect_model(b"\x1c\x00\x00\x00TFL3" + b"\xff" * 200, tmp_path / "y.tflite")
 
 
-def _int8_model_with(layer_factory) -> bytes:
+def _int8_model_with(layer_factory, per_tensor_dense: bool = False) -> bytes:
     """A tiny real int8 model whose middle layer produces the op under test."""
     import keras
     import tensorflow as tf
@@ -72,6 +90,8 @@ def _int8_model_with(layer_factory) -> bytes:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
+    if per_tensor_dense:   # as the quantize stage converts, for the device's TFLM
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
     return converter.convert()
 
 
@@ -100,3 +120,40 @@ def test_per_channel_dense_is_refused(tmp_path: Path):
     with pytest.raises(ModelError, match="per-channel quantized FULLY_CONNECTED"):
         generate(spec, tflite, inspect_model(tflite), 1000, _vectors(), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_device_arena_is_recorded_per_kernel_build_and_regenerates_identically(tmp_path: Path):
+    """A device measurement rewrites model_arena.h exactly as a fresh generate() with it would."""
+    import keras
+
+    tflite = _int8_model_with(lambda: keras.layers.ReLU(), per_tensor_dense=True)
+    info = inspect_model(tflite)
+    assert "FULLY_CONNECTED" in info.int8_ops
+    spec = load_spec(write_spec(tmp_path, spec_dict()))
+    out = tmp_path / "out"
+    generate(spec, tflite, info, 1000, _vectors(), out, ("a", "b"))
+    header = (out / "model_arena.h").read_text()
+    assert "kTensorArenaSize = 1056;" in header and "Not measured on a device" in header   # 1000 + 5 %
+    assert "TINYML_KERNELS ==" not in header
+    resolver = (out / "op_resolver.h").read_text()
+    assert "AddFullyConnected(tflite::Register_FULLY_CONNECTED_INT8())" in resolver
+
+    assert record_device_arena(out, "cmsis-nn", 700, "qemu_cortex_m3")
+    assert not record_device_arena(out, "cmsis-nn", 700, "qemu_cortex_m3")     # nothing new
+    assert record_device_arena(out, "cmsis-nn-dsp", 720, "mps2_an521")
+    header = (out / "model_arena.h").read_text()
+    assert "#if TINYML_POINTERS_32BIT && TINYML_KERNELS == TINYML_KERNELS_CMSIS_NN\n" in header
+    assert "#elif TINYML_POINTERS_32BIT && TINYML_KERNELS == TINYML_KERNELS_CMSIS_NN_DSP\n" in header
+    assert f"kTensorArenaSize = {device_arena_size(700)};" in header and "kTensorArenaSize = 1056;" in header
+    assert header.index("#else") < header.index("kTensorArenaSize = 1056;") < header.index("#endif")
+
+    # Regenerating the same model keeps the measurements, byte for byte; another model drops them.
+    before = {name: (out / name).read_bytes() for name in ("model_arena.h", "tinyml_model.json")}
+    generate(spec, tflite, info, 1000, _vectors(), out, ("a", "b"))
+    assert {name: (out / name).read_bytes() for name in before} == before
+    other = _int8_model_with(lambda: keras.layers.Dense(4), per_tensor_dense=True)
+    generate(spec, other, inspect_model(other), 1000, _vectors(), out, ("a", "b"))
+    assert "TINYML_KERNELS ==" not in (out / "model_arena.h").read_text()
+
+    with pytest.raises(TinymlError, match="kernels='fast'"):
+        record_device_arena(out, "fast", 700, "qemu_cortex_m3")

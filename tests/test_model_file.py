@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, embedded_test_inputs
 from zephyr_tinyml.errors import ModelError
 from zephyr_tinyml.model.model_file import name_from_path, spec_for_model_file
 from zephyr_tinyml.model.pipeline import BuildOptions, build_model
@@ -52,7 +52,8 @@ def test_int8_tflite_without_data_gets_random_test_inputs(tmp_path: Path):
     folder = tmp_path / "gen"
     data_cc, header = (folder / "test_data.cc").read_text(), (folder / "test_data.h").read_text()
     assert "#define TINYML_TEST_PIXELS 0" in header and "#define TINYML_CLASSIFIER 0" in header
-    inputs, outputs = _numbers(data_cc, "kTestInputs"), _numbers(data_cc, "kTestOutputs")
+    inputs = [list(np.frombuffer(x, np.int8)) for x in embedded_test_inputs(data_cc)]
+    outputs = _numbers(data_cc, "kTestOutputs")
     assert len(inputs) == len(outputs) == 10 and all(len(x) == 1 for x in inputs)
     assert len({x[0] for x in inputs}) > 5                                   # spread over the input range
     tflm = run_tflm(path.read_bytes(), np.array(inputs, np.int8).reshape(10, 1))
@@ -76,7 +77,7 @@ def test_keyword_spotting_model_with_labels_file(tmp_path: Path):
     settings = (tmp_path / "gen" / "model_settings.h").read_text()
     assert '"silence",\n    "unknown",\n    "yes",\n    "no",' in settings and "kInputSize = 1960;" in settings
     resolver = (tmp_path / "gen" / "op_resolver.h").read_text()
-    assert re.findall(r"resolver\.Add(\w+)\(\)", resolver) == ["DepthwiseConv2D", "FullyConnected", "Reshape",
+    assert re.findall(r"resolver\.Add(\w+)\(", resolver) == ["DepthwiseConv2D", "FullyConnected", "Reshape",
                                                               "Softmax"]
     assert len(_numbers((tmp_path / "gen" / "test_data.cc").read_text(), "kTestOutputs")) == 4
 

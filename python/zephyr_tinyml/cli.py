@@ -157,7 +157,11 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
                          help=f"Zephyr board for the firmware build (default: {DEFAULT_BOARD})")
     p_build.add_argument("--build-dir", "-d", metavar="DIR",
                          help="firmware build folder (default: <work-dir>/<board>)")
-    p_build.add_argument("--run", action="store_true", help="run the firmware after building (QEMU boards)")
+    p_build.add_argument("--run", action="store_true", help="run the firmware after building (QEMU boards); the "
+                         "arena the device used is recorded and the app rebuilt with exactly that (+1 %%)")
+    p_build.add_argument("--kernels", choices=("cmsis-nn", "reference"),
+                         help="TFLM kernels (default: CMSIS-NN on Cortex-M when the workspace has the cmsis-nn "
+                              "module, else the reference kernels)")
     p_build.add_argument("--no-firmware", action="store_true",
                          help="stop after generating sources (no Zephyr needed)")
     p_build.set_defaults(func=cmd_build)
@@ -176,10 +180,11 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     # Later stages' commands live in their own modules (imported here, not at the top: they import
     # this module's DEFAULT_BOARD).
     from .device import eval_cli
-    from .firmware import size_cli
+    from .firmware import bench, size_cli
 
     size_cli.add_command(sub)
     eval_cli.add_command(sub)
+    bench.add_command(sub)
 
 
 def run(args: argparse.Namespace) -> int:

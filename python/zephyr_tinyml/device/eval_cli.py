@@ -94,7 +94,7 @@ def _open_link(args: argparse.Namespace, spec: Any, work: Path, console: Any) ->
 
     if args.port:
         return SerialLink(args.port, args.baud)
-    from ..firmware.build import build_app, require_zephyr
+    from ..firmware.build import build_app, is_qemu_build, require_zephyr
 
     zephyr = require_zephyr()
     build_dir = Path(args.build_dir) if args.build_dir else work / f"eval-{args.board}"
@@ -102,7 +102,7 @@ def _open_link(args: argparse.Namespace, spec: Any, work: Path, console: Any) ->
         with console.status(f"building samples/mnist_eval for {args.board} in {build_dir}"):
             generated = Path(args.generated_dir) if args.generated_dir else spec.output_dir
             build_app(EVAL_APP, args.board, build_dir, generated, zephyr=zephyr)
-    if not args.board.startswith("qemu_"):
+    if not is_qemu_build(build_dir):
         raise TinymlError(f"{args.board} is a real board: flash it (west flash -d {build_dir}) and run again "
                           f"with --port (e.g. --port /dev/ttyACM0)")
     return QemuLink(build_dir, zephyr.env())

@@ -127,6 +127,24 @@ def run_qemu(build_dir: Path, timeout: float = 120.0, zephyr: ZephyrEnv | None =
     return output
 
 
+def build_config(build_dir: Path) -> dict[str, str]:
+    """The Kconfig values of a build (``zephyr/.config``), e.g. ``CONFIG_QEMU_TARGET`` -> ``y``."""
+    path = Path(build_dir) / "zephyr" / ".config"
+    if not path.is_file():
+        return {}
+    values = {}
+    for line in path.read_text(errors="replace").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.startswith("CONFIG_"):
+            values[key] = value.strip('"')
+    return values
+
+
+def is_qemu_build(build_dir: Path) -> bool:
+    """Whether the board of this build runs in QEMU (``mps2_an521`` does too, not only ``qemu_*``)."""
+    return build_config(build_dir).get("CONFIG_QEMU_TARGET") == "y"
+
+
 def parse_summary(output: str) -> dict[str, Any]:
     """The app's ``SUMMARY key=value ...`` line as a dict; ``correct=9/10`` gives correct and images."""
     match = SUMMARY.search(output)
@@ -144,32 +162,84 @@ def parse_summary(output: str) -> dict[str, Any]:
 
 
 def build_step(spec: Any, result: Any, args: Any, console: Any) -> int:
-    """``tinyml build``'s firmware step: build, report sizes against the budget, optionally run."""
+    """``tinyml build``'s firmware step: build, optionally run (measuring the arena), report sizes.
+
+    A run on a QEMU board reports the arena the device used for its kernel build; when that is not
+    what ``model_arena.h`` was generated with, the measurement is recorded, the header regenerated
+    and the app rebuilt (only the files that include it) and run again, so the image that passed is
+    the one with the exact arena.
+    """
     from .size import check_budget, region_report, to_table
 
     board = args.board
+    folder = Path(result.generated.folder)
     build_dir = Path(args.build_dir) if args.build_dir else Path(result.work_dir) / board
     app_dir = Path(spec.app_dir) if getattr(spec, "app_dir", None) else SAMPLE_APP
     # Pristine when the generated sources changed: a new model can change the op set and sizes.
     pristine = bool(result.generated.changed) and build_dir.exists()
-    elf = build_app(app_dir, board, build_dir, Path(result.generated.folder), pristine=pristine)
-    report = region_report(elf, build_dir / "zephyr" / "zephyr.map", model_dir=Path(result.generated.folder))
+    elf = build_app(app_dir, board, build_dir, folder, pristine=pristine, extra_cmake_args=kernels_args(args.kernels))
+    status = 0
+    output = ""
+    if args.run:
+        output, summary = run_measuring_arena(app_dir, board, build_dir, folder, console)
+        console.print(output, markup=False, highlight=False)
+        if summary.get("correct") != summary.get("images"):
+            status = 1
+        if isinstance(summary.get("arena_used"), int) and summary.get("arena_used"):
+            console.print(f"arena: {summary['arena_size']:,} bytes allocated, {summary['arena_used']:,} used on "
+                          f"{board} ({summary.get('kernels', '?')} kernels): "
+                          f"{summary['arena_size'] / summary['arena_used']:.3f} x")
+    report = region_report(elf, build_dir / "zephyr" / "zephyr.map", model_dir=folder)
     budget = spec.budgets.get(board) if getattr(spec, "budgets", None) else None
     console.print(to_table(report, f"{spec.name} on {board}", budget))
-    status = 0
     if budget is None:
         console.print(f"no budget for {board} in {spec.path}")
     else:
         for problem in check_budget(report, budget):
             console.print(f"[red]over budget:[/red] {problem}")
             status = 1
-    if args.run:
-        output = run_qemu(build_dir)
-        console.print(output, markup=False, highlight=False)
-        summary = parse_summary(output)
-        if summary.get("correct") != summary.get("images"):
-            status = 1
     return status
+
+
+KERNEL_CHOICES = {"cmsis-nn": "CONFIG_TINYML_KERNELS_CMSIS_NN", "reference": "CONFIG_TINYML_KERNELS_REFERENCE"}
+
+
+def kernels_args(kernels: str | None) -> tuple[str, ...]:
+    """CMake arguments choosing the kernels (Kconfig choice TINYML_KERNELS); none keeps the default.
+
+    The default is CMSIS-NN on Cortex-M boards whose workspace has the cmsis-nn module, else the
+    reference kernels (zephyr/Kconfig).
+    """
+    if kernels is None:
+        return ()
+    if kernels not in KERNEL_CHOICES:
+        raise FirmwareError(f"unknown kernels {kernels!r}: choose one of {', '.join(KERNEL_CHOICES)}")
+    # A build folder keeps CONFIG_ values given on an earlier command line: drop the other choice.
+    return tuple(f"-U{symbol}" for name, symbol in KERNEL_CHOICES.items() if name != kernels) + (
+        f"-D{KERNEL_CHOICES[kernels]}=y",)
+
+
+def run_measuring_arena(app_dir: Path, board: str, build_dir: Path, folder: Path,
+                        console: Any = None) -> tuple[str, dict[str, Any]]:
+    """Run a QEMU build; record the arena the device used and, if that changed the header, rebuild and rerun.
+
+    Returns the last run's output and SUMMARY fields. The rebuild compiles only the files that
+    include ``model_arena.h``.
+    """
+    from ..model.arena import device_arena_size, record_device_arena
+
+    output = run_qemu(build_dir)
+    summary = parse_summary(output)
+    kernels, used = summary.get("kernels"), summary.get("arena_used")
+    if isinstance(kernels, str) and isinstance(used, int) and record_device_arena(folder, kernels, used, board):
+        if console is not None:
+            console.print(f"arena: {board} used {used:,} bytes with the {kernels} kernels; model_arena.h now "
+                          f"allocates {device_arena_size(used):,} for them (was {summary.get('arena_size', 0):,}); "
+                          f"rebuilding and running again")
+        build_app(app_dir, board, build_dir, folder)
+        output = run_qemu(build_dir)
+        summary = parse_summary(output)
+    return output, summary
 
 
 def _cached(build_dir: Path, name: str) -> str | None:

@@ -174,7 +174,7 @@ def _symbol_key(name: str, model: str | None = None) -> str | None:
         return "model_data"
     if ARENA_SYMBOL in name:
         return "tensor_arena"
-    if any(part in name for part in ("kTestImages", "kTestLabels", "kTestPixels", "kTestInputs", "kTestOutputs")):
+    if any(part in name for part in ("kTestImages", "kTestLabels", "kTestPixels", "kTestInputs", "kTestOutputs", "kTestPacked")):
         return "test_images"
     return None
 

@@ -36,6 +36,7 @@ class ModelInfo:
     inputs: int = 1               # how many input / output tensors the model has
     outputs: int = 1
     dynamic: str = ""             # tensors with an unknown non-batch dimension, e.g. "input [1, -1, 40]"
+    int8_ops: tuple[str, ...] = ()  # ops whose every instance reads and writes int8 only (see int8_only_ops)
 
     @property
     def unique_ops(self) -> tuple[str, ...]:
@@ -84,13 +85,49 @@ def inspect_model(tflite: bytes, origin: str | Path = "<bytes>") -> ModelInfo:
     dynamic = ", ".join(f"{t['name']} {[int(d) for d in t['shape_signature']]}" for t in inputs + outputs
                         if any(int(d) < 0 for d in list(t.get("shape_signature", ()))[1:]))
     return ModelInfo(ops=ops, input=_tensor(inputs[0]), output=_tensor(outputs[0]), labels=read_labels(tflite),
-                     size=len(tflite), inputs=len(inputs), outputs=len(outputs), dynamic=dynamic)
+                     size=len(tflite), inputs=len(inputs), outputs=len(outputs), dynamic=dynamic,
+                     int8_ops=int8_only_ops(tflite))
 
 
 def _tensor(details: dict) -> TensorInfo:
     scale, zero_point = details["quantization"]
     return TensorInfo(tuple(int(d) for d in details["shape"]), details["dtype"].__name__,
                       float(scale), int(zero_point))
+
+
+# Ops whose bias (input 2) is int32 in an int8 model; every other input and output must be int8.
+_BIAS_INPUT_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})
+
+
+def int8_only_ops(tflite: bytes) -> tuple[str, ...]:
+    """Op names (sorted) whose every instance has only int8 inputs and outputs (an int32 bias allowed).
+
+    Why: TFLM offers int8-only registrations of some kernels (``Register_CONV_2D_INT8()``; with
+    CMSIS-NN they link no float, int16 or int4 paths, several KB of flash). They are right for an op
+    only when no instance of it needs another type, which the tensor types in the flatbuffer tell
+    exactly (the interpreter's dtypes do not: int4 weights read as int8 there).
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    int8, int32 = schema.TensorType.INT8, schema.TensorType.INT32
+    names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    model = schema.ModelT.InitFromPackedBuf(tflite, 0)
+    verdict: dict[str, bool] = {}
+    for subgraph in model.subgraphs or []:
+        tensors = subgraph.tensors or []
+        for op in subgraph.operators or []:
+            code = model.operatorCodes[op.opcodeIndex]
+            name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "")
+            ok = True
+            for position, index in enumerate(list(op.inputs if op.inputs is not None else [])):
+                if index < 0:
+                    continue  # an absent optional input
+                allowed = (int8, int32) if position == 2 and name in _BIAS_INPUT_OPS else (int8,)
+                ok = ok and tensors[index].type in allowed
+            for index in list(op.outputs if op.outputs is not None else []):
+                ok = ok and tensors[index].type == int8
+            verdict[name] = verdict.get(name, True) and ok
+    return tuple(sorted(name for name, ok in verdict.items() if ok and name))
 
 
 def count_macs(tflite: bytes) -> int:

@@ -20,6 +20,13 @@ SpaceToBatchNd SpaceToDepth Split SplitV Squeeze Sqrt Square SquaredDifference S
 Svdf Tanh TransposeConv Transpose Unpack UnidirectionalSequenceLSTM VarHandle While Window ZerosLike
 """.split())
 
+# Ops with an int8-only registration, ``Register_<OP>_INT8()``, accepted by their ``Add<Op>()``. With
+# CMSIS_NN defined TFLM's headers declare them as CMSIS-NN's int8 kernels; otherwise they are inline
+# aliases of the full kernel, so generated code that names them builds with either kernel set.
+INT8_REGISTRATIONS: frozenset[str] = frozenset({
+    "ADD", "AVERAGE_POOL_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D", "MUL", "SOFTMAX",
+})
+
 _SPECIAL = {"CUMSUM": "CumSum", "UNIDIRECTIONAL_SEQUENCE_LSTM": "UnidirectionalSequenceLSTM"}
 
 # What to change when the converter produced an op the device cannot run.

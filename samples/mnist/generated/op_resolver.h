@@ -8,14 +8,16 @@
 
 namespace tinyml {
 
-// Exactly the ops the model uses: nothing else is linked in.
+// Exactly the ops the model uses: nothing else is linked in. An op whose every instance is int8
+// registers TFLM's int8-only kernel: with CMSIS-NN (which defines CMSIS_NN) its float and int16
+// paths are not linked; with the reference kernels Register_<OP>_INT8() is the full kernel.
 constexpr int kNumOps = 4;
 using OpResolver = tflite::MicroMutableOpResolver<kNumOps>;
 
 inline TfLiteStatus RegisterOps(OpResolver& resolver) {
-  TF_LITE_ENSURE_STATUS(resolver.AddConv2D());  // CONV_2D
-  TF_LITE_ENSURE_STATUS(resolver.AddFullyConnected());  // FULLY_CONNECTED
-  TF_LITE_ENSURE_STATUS(resolver.AddMaxPool2D());  // MAX_POOL_2D
+  TF_LITE_ENSURE_STATUS(resolver.AddConv2D(tflite::Register_CONV_2D_INT8()));  // CONV_2D, int8 only
+  TF_LITE_ENSURE_STATUS(resolver.AddFullyConnected(tflite::Register_FULLY_CONNECTED_INT8()));  // FULLY_CONNECTED, int8 only
+  TF_LITE_ENSURE_STATUS(resolver.AddMaxPool2D(tflite::Register_MAX_POOL_2D_INT8()));  // MAX_POOL_2D, int8 only
   TF_LITE_ENSURE_STATUS(resolver.AddReshape());  // RESHAPE
   return kTfLiteOk;
 }

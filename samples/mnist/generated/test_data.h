@@ -16,8 +16,11 @@ namespace tinyml {
 
 constexpr int kNumTests = 10;
 
-// Raw 8-bit pixels: the app quantizes them with QuantizeImage(), as it would a camera frame.
-extern const uint8_t kTestPixels[kNumTests][kInputSize];
+// The test inputs: raw 8-bit pixels (the app quantizes them with QuantizeImage(), as it would a camera frame), PackBits-compressed one after
+// the other; input n is kTestPacked[kTestPackedStart[n] .. kTestPackedStart[n + 1]).
+// UnpackTestInput() expands one.
+extern const uint8_t kTestPacked[];
+extern const uint32_t kTestPackedStart[kNumTests + 1];
 
 // Host TFLM's int8 output for each input: the device must give exactly these bytes.
 extern const int8_t kTestOutputs[kNumTests][kOutputSize];

@@ -62,7 +62,8 @@ tflite::MicroInterpreter* StartInterpreter()
 	static tflite::MicroInterpreter interpreter(model, resolver, tensor_arena, kTensorArenaSize);
 	if (interpreter.AllocateTensors() != kTfLiteOk) {
 		/* TFLM has already logged the cause: a missing op or a short arena. */
-		Fail("AllocateTensors failed (missing op or arena too small)");
+		Fail("AllocateTensors failed (missing op or arena too small; "
+		     "CONFIG_TINYML_TFLM_ERROR_STRINGS=y shows TFLM's reason)");
 		return nullptr;
 	}
 

@@ -1,0 +1,147 @@
+"""``tinyml bench``: model x board x kernels -> flash, RAM, arena, instructions; a table, not a timed test.
+
+Each configuration is built (its own build folder, so switching kernels never mixes two
+configurations) and, on a QEMU board, run once with the self test; the arena the device used is
+recorded in the model's generated folder as ``tinyml build --run`` does (see ``model/arena.py``).
+
+How instructions are counted: the samples run QEMU with icount (``CONFIG_QEMU_ICOUNT``, shift 6),
+where every guest instruction advances the emulated clock by 2^6 = 64 ns. The self test times
+inference with the kernel's cycle counter, so microseconds per inference / 0.064 is the number of
+instructions executed: deterministic, the same on every host. It is not a real pipeline's cycle
+count (no wait states, no pipeline stalls, every instruction one "cycle"). The µs column divides it
+by the board's configured clock (``CONFIG_SYS_CLOCK_HW_CYCLES_PER_SEC``): one instruction per cycle,
+a lower bound for a real part. A board QEMU cannot run (nucleo_f446re) gets sizes only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import TinymlError
+from .build import SAMPLE_APP, build_app, build_config, is_qemu_build, kernels_args, run_measuring_arena
+
+DEFAULT_BOARDS = ("qemu_cortex_m3", "mps2_an521", "mps3_an547", "qemu_cortex_m0", "qemu_cortex_a9", "nucleo_f446re")
+DEFAULT_KERNELS = ("reference", "cmsis-nn")
+NS_PER_INSTRUCTION = {6: 64.0}   # icount shift -> ns per instruction (2^shift)
+
+
+@dataclass
+class BenchRow:
+    """One model x board x kernels configuration, measured."""
+
+    model: str
+    board: str
+    kernels: str                 # the kernel build the image reports (e.g. cmsis-nn-dsp), or what was asked
+    flash: int = 0
+    ram: int = 0
+    arena_size: int = 0
+    arena_used: int = 0          # 0: not run
+    instructions: int = 0        # per inference, from QEMU icount; 0: not run or no icount
+    clock_hz: int = 0
+    correct: str = ""            # "10/10" from the self test
+    note: str = ""
+
+    @property
+    def us_at_clock(self) -> float:
+        return self.instructions / self.clock_hz * 1e6 if self.clock_hz and self.instructions else 0.0
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench", help="build and run models on boards with both kernel sets; print flash, RAM, arena, instructions",
+        description="For each model x board x kernels: build (build/bench/<model>/<board>-<kernels>), run the "
+                    "self test on QEMU boards, and print one table: flash, RAM, tensor arena (allocated / used on "
+                    "the device), instructions per inference (QEMU icount: µs / 0.064; not a real pipeline's "
+                    "cycles) and µs at the board's clock (1 instruction per cycle). The models must have been "
+                    "generated first (`tinyml build <model> --no-firmware`).")
+    p.add_argument("models", nargs="*", default=["mnist"], help="models in models/ or spec paths (default: mnist)")
+    p.add_argument("--boards", default=",".join(DEFAULT_BOARDS), help="comma-separated (default: %(default)s)")
+    p.add_argument("--kernels", default=",".join(DEFAULT_KERNELS), help="comma-separated (default: %(default)s)")
+    p.add_argument("--build-root", metavar="DIR", default="build/bench", help="(default: %(default)s)")
+    p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    p.add_argument("--out", metavar="FILE", help="also write the table (in --format) to FILE")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from ..model.spec import load_spec, resolve_spec_path
+
+    console = Console(stderr=True)
+    rows: list[BenchRow] = []
+    for model in args.models:
+        spec = load_spec(resolve_spec_path(model))
+        app = Path(spec.app_dir) if spec.app_dir else SAMPLE_APP
+        for board in [b for b in args.boards.split(",") if b]:
+            for kernels in [k for k in args.kernels.split(",") if k]:
+                build_dir = Path(args.build_root) / spec.name / f"{board}-{kernels}"
+                with console.status(f"{spec.name} on {board}, {kernels} kernels: building in {build_dir}"):
+                    rows.append(bench_one(spec, app, board, kernels, build_dir, console))
+                row = rows[-1]
+                console.print(f"{spec.name} {board} {row.kernels}: flash {row.flash:,} RAM {row.ram:,} "
+                              f"instructions {row.instructions:,} {row.note}".rstrip())
+    text = render(rows, args.format)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0 if all(not r.correct or r.correct.split("/")[0] == r.correct.split("/")[1] for r in rows) else 1
+
+
+def bench_one(spec: Any, app: Path, board: str, kernels: str, build_dir: Path, console: Any = None) -> BenchRow:
+    """Build (and on QEMU run) one configuration; a configuration that cannot be built is a row with a note."""
+    from .size import region_report
+
+    row = BenchRow(spec.name, board, kernels)
+    folder = Path(spec.output_dir)
+    try:
+        elf = build_app(app, board, build_dir, folder, extra_cmake_args=kernels_args(kernels))
+    except TinymlError as err:
+        row.note = "build failed: " + str(err).splitlines()[0][:120]
+        return row
+    config = build_config(build_dir)
+    if kernels == "cmsis-nn" and config.get("CONFIG_TENSORFLOW_LITE_MICRO_CMSIS_NN_KERNELS") != "y":
+        row.note = "no CMSIS-NN for this CPU: reference kernels"
+        row.kernels = "reference"
+    report = region_report(elf, build_dir / "zephyr" / "zephyr.map", model_dir=folder)
+    row.flash, row.ram = report.flash, report.ram
+    row.clock_hz = int(config.get("CONFIG_SYS_CLOCK_HW_CYCLES_PER_SEC", "0") or 0)
+    if not is_qemu_build(build_dir):
+        row.note = row.note or "not a QEMU board: sizes only"
+        return row
+    _, summary = run_measuring_arena(app, board, build_dir, folder, console)
+    row.kernels = str(summary.get("kernels", row.kernels))
+    row.arena_size, row.arena_used = int(summary.get("arena_size", 0)), int(summary.get("arena_used", 0))
+    row.correct = f"{summary.get('correct', 0)}/{summary.get('images', 0)}"
+    shift = int(config.get("CONFIG_QEMU_ICOUNT_SHIFT", "0") or 0) if config.get("CONFIG_QEMU_ICOUNT") == "y" else 0
+    if shift in NS_PER_INSTRUCTION:
+        row.instructions = round(int(summary.get("us_per_inference", 0)) * 1000 / NS_PER_INSTRUCTION[shift])
+    else:
+        row.note = "no QEMU icount (shift 6) in this build: no instruction count"
+    return row
+
+
+def render(rows: list[BenchRow], fmt: str) -> str:
+    """The table as text, markdown or JSON."""
+    if fmt == "json":
+        return json.dumps([asdict(r) | {"us_at_clock": round(r.us_at_clock, 1)} for r in rows], indent=1)
+    header = ["model", "board", "kernels", "flash B", "RAM B", "arena B (allocated / used)",
+              "instructions / inference", "µs at clock (MHz)", "self test", "note"]
+    lines = []
+    for r in rows:
+        arena = f"{r.arena_size:,} / {r.arena_used:,}" if r.arena_used else ""
+        instr = f"{r.instructions / 1e6:.2f} M" if r.instructions else ""
+        at_clock = f"{r.us_at_clock:,.0f} ({r.clock_hz / 1e6:g})" if r.us_at_clock else ""
+        lines.append([r.model, r.board, r.kernels, f"{r.flash:,}" if r.flash else "", f"{r.ram:,}" if r.ram else "",
+                      arena, instr, at_clock, r.correct, r.note])
+    if fmt == "markdown":
+        out = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] * 3 + ["---:"] * 5 + ["---"] * 2) + " |"]
+        out += ["| " + " | ".join(line) + " |" for line in lines]
+        return "\n".join(out)
+    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
+    fmt_line = "  ".join("{:<%d}" % w for w in widths)
+    return "\n".join([fmt_line.format(*header)] + [fmt_line.format(*line) for line in lines])
