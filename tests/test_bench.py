@@ -1,0 +1,31 @@
+"""``tinyml bench``'s table and the kernel choice it passes to CMake (the builds themselves are the Zephyr tier's)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from zephyr_tinyml.firmware.bench import BenchRow, render
+from zephyr_tinyml.firmware.build import FirmwareError, kernels_args
+
+
+def test_kernel_choice_replaces_the_other_one_in_a_build_folder() -> None:
+    assert kernels_args(None) == ()
+    assert kernels_args("reference") == ("-UCONFIG_TINYML_KERNELS_CMSIS_NN", "-DCONFIG_TINYML_KERNELS_REFERENCE=y")
+    assert kernels_args("cmsis-nn") == ("-UCONFIG_TINYML_KERNELS_REFERENCE", "-DCONFIG_TINYML_KERNELS_CMSIS_NN=y")
+    with pytest.raises(FirmwareError, match="unknown kernels 'fast'"):
+        kernels_args("fast")
+
+
+def test_table_counts_instructions_and_time_at_the_clock() -> None:
+    rows = [BenchRow("mnist", "qemu_cortex_m3", "cmsis-nn", 56_874, 12_392, 9_040, 8_948, 2_515_781, 12_000_000, "10/10"),
+            BenchRow("mnist", "nucleo_f446re", "cmsis-nn", 60_000, 12_500, note="not a QEMU board: sizes only")]
+    assert rows[0].us_at_clock == pytest.approx(2_515_781 / 12)
+    markdown = render(rows, "markdown").splitlines()
+    assert markdown[0].startswith("| model | board | kernels | flash B | RAM B |") and len(markdown) == 4
+    assert "| 56,874 | 12,392 | 9,040 / 8,948 | 2.52 M | 209,648 (12) | 10/10 |" in markdown[2]
+    assert markdown[3].endswith("| not a QEMU board: sizes only |")
+    data = json.loads(render(rows, "json"))
+    assert data[0]["instructions"] == 2_515_781 and data[1]["arena_used"] == 0
+    assert render(rows, "text").splitlines()[0].split()[:3] == ["model", "board", "kernels"]
