@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import spec_dict, write_spec
+from conftest import ROOT, spec_dict, write_spec
+from zephyr_tinyml.model.arena import arena_facts, arena_h
 from zephyr_tinyml.model.codegen import _model_data_h, _settings_h, input_quantization_table
 from zephyr_tinyml.model.spec import load_spec
 from zephyr_tinyml.model.tflite_model import ModelInfo, TensorInfo
@@ -62,11 +63,12 @@ def test_generated_quantizer_equals_host_quantization(case: str, compiler: str, 
                      output=TensorInfo((1, 10), "int8", 0.1, 0), labels=(), size=1000)
     (tmp_path / "model_data.h").write_text(_model_data_h("g_test_model_data", "// test\n"))
     (tmp_path / "model_settings.h").write_text(
-        _settings_h(spec, "// test\n", info, tuple("0123456789"), 1024, 1000, input_quantization_table(spec, info),
+        _settings_h(spec, "// test\n", info, tuple("0123456789"), input_quantization_table(spec, info),
                     "g_test_model_data"))
+    (tmp_path / "model_arena.h").write_text(arena_h("// test\n", arena_facts(1000, 5, 16, {})))
     (tmp_path / "driver.cpp").write_text(DRIVER)
     binary = tmp_path / "driver"
-    subprocess.run([compiler, "-std=c++17", "-Wall", "-Wextra", "-Werror", "-O2", f"-I{tmp_path}",
+    subprocess.run([compiler, "-std=c++17", "-Wall", "-Wextra", "-Werror", "-O2", f"-I{tmp_path}", f"-I{ROOT / 'zephyr' / 'include'}",
                     str(tmp_path / "driver.cpp"), "-o", str(binary)], check=True, capture_output=True, text=True)
     printed = [int(line) for line in subprocess.run([str(binary)], check=True, capture_output=True,
                                                     text=True).stdout.split()]
