@@ -18,14 +18,14 @@ from .. import __version__
 from ..errors import ModelError
 from ..fileio import sha256_bytes, write_if_changed
 from .spec import Spec
-from .arena import ARENA_HEADER, arena_facts, arena_h, previous_measurements
+from .arena import ARENA_HEADER, FACTS, arena_facts, arena_h, previous_measurements
 from .tflite_model import ModelInfo, per_channel_ops
 from .tflm_ops import INT8_REGISTRATIONS, advice, resolver_method, unsupported_ops
 from .verify import quantize_input
 
 GENERATED_FILES = ("model_data.h", "model_data.cc", "model_settings.h", "model_arena.h", "op_resolver.h",
                    "test_data.h", "test_data.cc", "tinyml_model.json")
-MODEL_FACTS = "tinyml_model.json"
+MODEL_FACTS = FACTS  # tinyml_model.json: one name, arena.py records device measurements in it
 
 
 @dataclass(frozen=True)
