@@ -138,13 +138,14 @@ def test_device_arena_is_recorded_per_kernel_build_and_regenerates_identically(t
     resolver = (out / "op_resolver.h").read_text()
     assert "AddFullyConnected(tflite::Register_FULLY_CONNECTED_INT8())" in resolver
 
-    assert record_device_arena(out, "cmsis-nn", 700, "qemu_cortex_m3")
-    assert not record_device_arena(out, "cmsis-nn", 700, "qemu_cortex_m3")     # nothing new
-    assert record_device_arena(out, "cmsis-nn-dsp", 720, "mps2_an521")
+    assert record_device_arena(out, "cmsis-nn", 704, 690, "qemu_cortex_m3")
+    assert not record_device_arena(out, "cmsis-nn", 704, 690, "qemu_cortex_m3")     # nothing new
+    assert record_device_arena(out, "cmsis-nn-dsp", 720, 700, "mps2_an521")
     header = (out / "model_arena.h").read_text()
     assert "#if TINYML_POINTERS_32BIT && TINYML_KERNELS == TINYML_KERNELS_CMSIS_NN\n" in header
     assert "#elif TINYML_POINTERS_32BIT && TINYML_KERNELS == TINYML_KERNELS_CMSIS_NN_DSP\n" in header
-    assert f"kTensorArenaSize = {device_arena_size(700)};" in header and "kTensorArenaSize = 1056;" in header
+    assert f"kTensorArenaSize = {device_arena_size(704)};" in header and "kTensorArenaSize = 1056;" in header
+    assert "AllocateTensors() needs 704 bytes on qemu_cortex_m3 (arena_used_bytes() 690)" in header
     assert header.index("#else") < header.index("kTensorArenaSize = 1056;") < header.index("#endif")
 
     # Regenerating the same model keeps the measurements, byte for byte; another model drops them.
@@ -156,4 +157,6 @@ def test_device_arena_is_recorded_per_kernel_build_and_regenerates_identically(t
     assert "TINYML_KERNELS ==" not in (out / "model_arena.h").read_text()
 
     with pytest.raises(TinymlError, match="kernels='fast'"):
-        record_device_arena(out, "fast", 700, "qemu_cortex_m3")
+        record_device_arena(out, "fast", 704, 700, "qemu_cortex_m3")
+    with pytest.raises(TinymlError, match="arena_needed=700 with arena_used=704"):
+        record_device_arena(out, "cmsis-nn", 700, 704, "qemu_cortex_m3")    # needs less than it used: not ours

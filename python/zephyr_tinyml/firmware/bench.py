@@ -40,6 +40,7 @@ class BenchRow:
     ram: int = 0
     arena_size: int = 0
     arena_used: int = 0          # 0: not run
+    arena_needed: int = 0        # smallest arena AllocateTensors() accepted; 0: not run or not probed
     instructions: int = 0        # per inference, from QEMU icount; 0: not run or no icount
     clock_hz: int = 0
     correct: str = ""            # "10/10" from the self test
@@ -54,7 +55,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench", help="build and run models on boards with both kernel sets; print flash, RAM, arena, instructions",
         description="For each model x board x kernels: build (build/bench/<model>/<board>-<kernels>), run the "
-                    "self test on QEMU boards, and print one table: flash, RAM, tensor arena (allocated / used on "
+                    "self test on QEMU boards, and print one table: flash, RAM, tensor arena (allocated / needed on "
                     "the device), instructions per inference (QEMU icount: µs / 0.064; not a real pipeline's "
                     "cycles) and µs at the board's clock (1 instruction per cycle). The models must have been "
                     "generated first (`tinyml build <model> --no-firmware`).")
@@ -114,8 +115,12 @@ def bench_one(spec: Any, app: Path, board: str, kernels: str, build_dir: Path, c
         row.note = row.note or "not a QEMU board: sizes only"
         return row
     _, summary = run_measuring_arena(app, board, build_dir, folder, console)
+    # The run may have rebuilt the image with the measured arena: report that image's sizes.
+    report = region_report(elf, build_dir / "zephyr" / "zephyr.map", model_dir=folder)
+    row.flash, row.ram = report.flash, report.ram
     row.kernels = str(summary.get("kernels", row.kernels))
     row.arena_size, row.arena_used = int(summary.get("arena_size", 0)), int(summary.get("arena_used", 0))
+    row.arena_needed = int(summary.get("arena_needed", 0))
     row.correct = f"{summary.get('correct', 0)}/{summary.get('images', 0)}"
     shift = int(config.get("CONFIG_QEMU_ICOUNT_SHIFT", "0") or 0) if config.get("CONFIG_QEMU_ICOUNT") == "y" else 0
     if shift in NS_PER_INSTRUCTION:
@@ -129,11 +134,11 @@ def render(rows: list[BenchRow], fmt: str) -> str:
     """The table as text, markdown or JSON."""
     if fmt == "json":
         return json.dumps([asdict(r) | {"us_at_clock": round(r.us_at_clock, 1)} for r in rows], indent=1)
-    header = ["model", "board", "kernels", "flash B", "RAM B", "arena B (allocated / used)",
+    header = ["model", "board", "kernels", "flash B", "RAM B", "arena B (allocated / needed)",
               "instructions / inference", "µs at clock (MHz)", "self test", "note"]
     lines = []
     for r in rows:
-        arena = f"{r.arena_size:,} / {r.arena_used:,}" if r.arena_used else ""
+        arena = f"{r.arena_size:,} / {r.arena_needed or r.arena_used:,}" if r.arena_used else ""
         instr = f"{r.instructions / 1e6:.2f} M" if r.instructions else ""
         at_clock = f"{r.us_at_clock:,.0f} ({r.clock_hz / 1e6:g})" if r.us_at_clock else ""
         lines.append([r.model, r.board, r.kernels, f"{r.flash:,}" if r.flash else "", f"{r.ram:,}" if r.ram else "",

@@ -182,13 +182,14 @@ def build_step(spec: Any, result: Any, args: Any, console: Any) -> int:
     output = ""
     if args.run:
         output, summary = run_measuring_arena(app_dir, board, build_dir, folder, console)
-        console.print(output, markup=False, highlight=False)
+        console.print(output, markup=False, highlight=False, soft_wrap=True)   # the app's lines, unbroken
         if summary.get("correct") != summary.get("images"):
             status = 1
-        if isinstance(summary.get("arena_used"), int) and summary.get("arena_used"):
-            console.print(f"arena: {summary['arena_size']:,} bytes allocated, {summary['arena_used']:,} used on "
-                          f"{board} ({summary.get('kernels', '?')} kernels): "
-                          f"{summary['arena_size'] / summary['arena_used']:.3f} x")
+        needed = summary.get("arena_needed")
+        if isinstance(needed, int) and needed:
+            console.print(f"arena: {summary['arena_size']:,} bytes allocated, AllocateTensors() needs {needed:,} on "
+                          f"{board} ({summary.get('kernels', '?')} kernels; {summary.get('arena_used', 0):,} in use "
+                          f"afterwards): {summary['arena_size'] / needed:.3f} x the need")
     report = region_report(elf, build_dir / "zephyr" / "zephyr.map", model_dir=folder)
     budget = spec.budgets.get(board) if getattr(spec, "budgets", None) else None
     console.print(to_table(report, f"{spec.name} on {board}", budget))
@@ -230,12 +231,14 @@ def run_measuring_arena(app_dir: Path, board: str, build_dir: Path, folder: Path
 
     output = run_qemu(build_dir)
     summary = parse_summary(output)
-    kernels, used = summary.get("kernels"), summary.get("arena_used")
-    if isinstance(kernels, str) and isinstance(used, int) and record_device_arena(folder, kernels, used, board):
+    kernels, used, needed = summary.get("kernels"), summary.get("arena_used"), summary.get("arena_needed")
+    if not (isinstance(kernels, str) and isinstance(used, int) and isinstance(needed, int) and needed):
+        return output, summary      # an app without the arena probe: nothing to record
+    if record_device_arena(folder, kernels, needed, used, board):
         if console is not None:
-            console.print(f"arena: {board} used {used:,} bytes with the {kernels} kernels; model_arena.h now "
-                          f"allocates {device_arena_size(used):,} for them (was {summary.get('arena_size', 0):,}); "
-                          f"rebuilding and running again")
+            console.print(f"arena: on {board} with the {kernels} kernels AllocateTensors() needs {needed:,} bytes "
+                          f"({used:,} used afterwards); model_arena.h now allocates {device_arena_size(needed):,} "
+                          f"for them (was {summary.get('arena_size', 0):,}); rebuilding and running again")
         build_app(app_dir, board, build_dir, folder)
         output = run_qemu(build_dir)
         summary = parse_summary(output)

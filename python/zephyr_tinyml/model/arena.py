@@ -4,11 +4,13 @@ Why not host TFLM's figure: the host is 64-bit, so TFLM's own structures in the 
 headers, node and registration tables) are larger there, and the host runs the reference kernels,
 whose scratch buffers differ from CMSIS-NN's, whose scratch buffers in turn depend on the path it
 compiles (plain C, DSP SIMD, Helium MVE). So the arena is a fact of (model, kernel build) on a 32-bit
-target, and the way to know it exactly is the device's own ``arena_used_bytes()``: the self test
-prints it, ``tinyml build --run`` records it here and regenerates ``model_arena.h``, and the header
-picks, at compile time, the figure measured for the kernels the image is built with
-(``zephyr/include/tinyml/kernels.h``). A kernel build never measured gets host TFLM's figure plus the
-spec's margin, and the header says so.
+target, measured on one: the self test finds the smallest arena in which ``AllocateTensors()``
+succeeds (``arena_needed=``, ``CONFIG_TINYML_ARENA_PROBE``; ``arena_used_bytes()`` alone is too
+small, since TFLM's memory planner holds temporary buffers that are freed before it reports),
+``tinyml build --run`` records it here and regenerates ``model_arena.h``, and the header picks, at
+compile time, the figure measured for the kernels the image is built with
+(``zephyr/include/tinyml/kernels.h``). A kernel build never measured gets host TFLM's figure plus
+the spec's margin, and the header says so.
 
 Everything in ``model_arena.h`` comes from the ``arena`` entry of ``tinyml_model.json``, so a
 header regenerated after a measurement is the same, byte for byte, as one generated from scratch
@@ -30,6 +32,7 @@ ARENA_HEADER = "model_arena.h"
 FACTS = "tinyml_model.json"
 
 # Margin over the device's own measurement: what a TFLM revision change may add (a few structs).
+# The measurement itself is exact for the image it ran in (the rerun proves the allocated size).
 DEVICE_MARGIN_PERCENT = 1.0
 
 # Kernel builds, as kernels.h names them (the SUMMARY line's kernels= field), with their C macro.
@@ -43,14 +46,16 @@ KERNEL_BUILDS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class DeviceArena:
-    """``arena_used_bytes()`` after ``AllocateTensors()`` on a 32-bit board, for one kernel build."""
+    """One kernel build's arena on a 32-bit board: the smallest that ``AllocateTensors()`` accepts
+    (``needed``, a multiple of 16) and ``arena_used_bytes()`` afterwards (``used``, for reports)."""
 
+    needed: int
     used: int
     board: str
 
     @property
     def size(self) -> int:
-        return device_arena_size(self.used)
+        return device_arena_size(self.needed)
 
 
 def aligned(size: int, alignment: int = 16) -> int:
@@ -62,9 +67,9 @@ def host_arena_size(measured: int, margin_percent: float, alignment: int) -> int
     return aligned(math.ceil(measured * (1.0 + margin_percent / 100.0)), alignment)
 
 
-def device_arena_size(used: int, alignment: int = 16) -> int:
+def device_arena_size(needed: int, alignment: int = 16) -> int:
     """The device's measurement plus :data:`DEVICE_MARGIN_PERCENT`, rounded up to ``alignment``."""
-    return aligned(math.ceil(used * (1.0 + DEVICE_MARGIN_PERCENT / 100.0)), alignment)
+    return aligned(math.ceil(needed * (1.0 + DEVICE_MARGIN_PERCENT / 100.0)), alignment)
 
 
 def arena_facts(host_measured: int, margin_percent: float, alignment: int,
@@ -76,15 +81,19 @@ def arena_facts(host_measured: int, margin_percent: float, alignment: int,
         "alignment": alignment,
         "fallback_bytes": host_arena_size(host_measured, margin_percent, alignment),
         "device_margin_percent": DEVICE_MARGIN_PERCENT,
-        "device": {kernels: {"used_bytes": d.used, "bytes": d.size, "board": d.board}
+        "device": {kernels: {"needed_bytes": d.needed, "used_bytes": d.used, "bytes": d.size, "board": d.board}
                    for kernels, d in sorted(device.items())},
     }
 
 
 def device_measurements(facts: dict[str, Any]) -> dict[str, DeviceArena]:
-    """The measured kernel builds of an ``arena`` entry."""
-    return {kernels: DeviceArena(int(d["used_bytes"]), str(d["board"]))
-            for kernels, d in facts.get("device", {}).items()}
+    """The measured kernel builds of an ``arena`` entry.
+
+    Entries without ``needed_bytes`` (recorded by 0.x versions from ``arena_used_bytes()`` alone,
+    which can be too small) are dropped, so the next ``--run`` measures them again.
+    """
+    return {kernels: DeviceArena(int(d["needed_bytes"]), int(d["used_bytes"]), str(d["board"]))
+            for kernels, d in facts.get("device", {}).items() if "needed_bytes" in d}
 
 
 def previous_measurements(folder: Path, model_sha256: str) -> dict[str, DeviceArena]:
@@ -119,10 +128,11 @@ def arena_h(stamp: str, arena: dict[str, Any]) -> str:
         d = device.get(kernels)
         if d is not None:
             blocks.append((f"TINYML_POINTERS_32BIT && TINYML_KERNELS == {macro}",
-                           f"// {kernels} kernels: arena_used_bytes() {d.used} on {d.board}, "
-                           f"+ {arena['device_margin_percent']:g} %, rounded up to {arena['alignment']}.\n"
+                           f"// {kernels} kernels: AllocateTensors() needs {d.needed} bytes on {d.board} "
+                           f"(arena_used_bytes() {d.used}),\n"
+                           f"// + {arena['device_margin_percent']:g} %, rounded up to {arena['alignment']}.\n"
                            f"constexpr size_t kTensorArenaSize = {d.size};\n"
-                           f"constexpr size_t kArenaMeasuredDeviceBytes = {d.used};\n"))
+                           f"constexpr size_t kArenaMeasuredDeviceBytes = {d.needed};\n"))
     if blocks:
         body = "".join(f"#{'if' if i == 0 else 'elif'} {condition}\n{text}" for i, (condition, text) in enumerate(blocks))
         body += f"#else\n{fallback_block}#endif\n"
@@ -139,7 +149,7 @@ def arena_h(stamp: str, arena: dict[str, Any]) -> str:
 namespace tinyml {{
 
 // The tensor arena for the kernel build being compiled (tinyml/kernels.h): what a 32-bit device
-// measured for it (arena_used_bytes() after AllocateTensors()), plus a small margin.
+// measured for it (the smallest arena AllocateTensors() accepted), plus a small margin.
 {body}
 constexpr size_t kArenaMeasuredHostBytes = {arena['host_measured_bytes']};
 
@@ -149,8 +159,8 @@ constexpr size_t kArenaMeasuredHostBytes = {arena['host_measured_bytes']};
 """
 
 
-def record_device_arena(folder: Path, kernels: str, used: int, board: str) -> bool:
-    """Record a device's ``arena_used_bytes()`` in ``folder``; True when ``model_arena.h`` changed.
+def record_device_arena(folder: Path, kernels: str, needed: int, used: int, board: str) -> bool:
+    """Record a device's arena measurement in ``folder``; True when ``model_arena.h`` changed.
 
     Raises :class:`TinymlError` for a kernel build name this version does not know (an app or
     runtime from another version) or a folder without generated sources.
@@ -164,9 +174,12 @@ def record_device_arena(folder: Path, kernels: str, used: int, board: str) -> bo
     facts = json.loads(path.read_text())
     arena = facts["arena"]
     device = device_measurements(arena)
-    if device.get(kernels) == DeviceArena(used, board):
+    if needed < used or needed % 16:
+        raise TinymlError(f"the firmware reported arena_needed={needed} with arena_used={used}: the needed size "
+                          f"is a multiple of 16 and at least the used bytes; rebuild the app with this version's runtime")
+    if device.get(kernels) == DeviceArena(needed, used, board):
         return False
-    device[kernels] = DeviceArena(used, board)
+    device[kernels] = DeviceArena(needed, used, board)
     facts["arena"] = arena_facts(arena["host_measured_bytes"], arena["host_margin_percent"],
                                  arena["alignment"], device)
     stamp = "".join(f"// {line}\n" for line in facts["generated_by_lines"])

@@ -30,6 +30,7 @@ from ..fileio import sha256_bytes, write_atomic
 from .model_file import content_hash, float_input_shape, load_float_model, model_kind
 from .spec import Spec, check_layers
 from .tflite_model import ModelInfo, count_macs, count_parameters, inspect_model
+from .verify import METHOD as VERIFY_METHOD
 from .verify import (Verification, confusion_matrix, describe_divergence, quantize_input, random_inputs, run_tflm,
                      verify, verify_outputs)
 
@@ -253,7 +254,7 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
 
     test_seed = spec.seed
     verify_key = _key("verify", sha256_bytes(tflite), data.fingerprint if data else f"random-{test_seed}",
-                      spec.section_hash("dataset"), versions, kind, str(spec.test_images))
+                      spec.section_hash("dataset"), versions, kind, str(spec.test_images), VERIFY_METHOD)
     verify_dir = cache / f"verify-{verify_key}"
     what = f"{len(data.x_test):,} test images" if data else f"{spec.test_images} seeded random inputs (no data given)"
     with ui.stage("verify", what), _Timer(timings, "verify") as timer:

@@ -37,7 +37,7 @@ def summary_table(result: BuildResult) -> Table:
          + (" (labelled images)" if result.generated.test_labels else " (seeded random; device output checked "
                                                                        "against host TFLM)")),
         ("model (.tflite) bytes", f"{result.info.size:,}"),
-        ("arena bytes (host measured -> generated)", f"{v.arena_host_bytes:,} -> {result.generated.arena_size:,}"),
+        ("arena bytes (host TFLM needs -> generated)", f"{v.arena_host_bytes:,} -> {result.generated.arena_size:,}"),
         ("parameters", f"{result.params:,}"),
         ("MACs per inference", f"{result.macs:,}"),
         ("ops", ", ".join(result.info.unique_ops)),

@@ -11,20 +11,21 @@
 namespace tinyml {
 
 // The tensor arena for the kernel build being compiled (tinyml/kernels.h): what a 32-bit device
-// measured for it (arena_used_bytes() after AllocateTensors()), plus a small margin.
+// measured for it (the smallest arena AllocateTensors() accepted), plus a small margin.
 #if TINYML_POINTERS_32BIT && TINYML_KERNELS == TINYML_KERNELS_CMSIS_NN
-// cmsis-nn kernels: arena_used_bytes() 8948 on qemu_cortex_m3, + 1 %, rounded up to 16.
-constexpr size_t kTensorArenaSize = 9040;
-constexpr size_t kArenaMeasuredDeviceBytes = 8948;
+// cmsis-nn kernels: AllocateTensors() needs 8960 bytes on qemu_cortex_m3 (arena_used_bytes() 8948),
+// + 1 %, rounded up to 16.
+constexpr size_t kTensorArenaSize = 9056;
+constexpr size_t kArenaMeasuredDeviceBytes = 8960;
 #else
-// Not measured on a device for this kernel build: host TFLM's 9924 bytes (64-bit, reference
+// Not measured on a device for this kernel build: host TFLM's 9936 bytes (64-bit, reference
 // kernels) + 5 %, rounded up to 16. `west tinyml build --run` on a QEMU board of
 // this core measures it and regenerates this file.
-constexpr size_t kTensorArenaSize = 10432;
+constexpr size_t kTensorArenaSize = 10448;
 constexpr size_t kArenaMeasuredDeviceBytes = 0;
 #endif
 
-constexpr size_t kArenaMeasuredHostBytes = 9924;
+constexpr size_t kArenaMeasuredHostBytes = 9936;
 
 }  // namespace tinyml
 

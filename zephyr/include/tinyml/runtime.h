@@ -29,6 +29,12 @@ int ArgMax(const int8_t* scores, int count = kNumClasses);
 uint8_t* Arena();
 
 /*
+ * CONFIG_TINYML_ARENA_PROBE: the smallest arena (a multiple of 16 bytes) in which
+ * AllocateTensors() succeeded, found by StartInterpreter(); 0 when not probed.
+ */
+size_t ArenaNeeded();
+
+/*
  * The one interpreter of the app, tensors allocated in Arena(); nullptr (after
  * printing why) if the model, its ops, the arena or its tensors do not match
  * what the pipeline generated.

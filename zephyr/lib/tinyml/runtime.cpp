@@ -16,8 +16,53 @@
 namespace tinyml {
 namespace {
 
-/* Exactly the size the pipeline measured on host TFLM, plus its stated margin. */
+/* The size model_arena.h chose for this kernel build (measured on a device, or host TFLM's figure). */
 alignas(16) uint8_t tensor_arena[kTensorArenaSize];
+
+size_t arena_needed = 0;
+
+#if defined(CONFIG_TINYML_ARENA_PROBE)
+constexpr size_t kArenaStep = 16; /* model_arena.h's sizes are multiples of 16 */
+
+/* Whether AllocateTensors() succeeds in the first `size` bytes of the arena. */
+bool AllocatesIn(const tflite::Model* model, const OpResolver& resolver, size_t size,
+		 size_t* used)
+{
+	tflite::MicroInterpreter probe(model, resolver, tensor_arena, size);
+	if (probe.AllocateTensors() != kTfLiteOk) {
+		return false;
+	}
+	if (used != nullptr) {
+		*used = probe.arena_used_bytes();
+	}
+	return true;
+}
+
+/*
+ * The smallest multiple of 16 bytes in which AllocateTensors() succeeds, 0 when even the whole
+ * arena is too small (the app's own interpreter then reports the failure). Runs before the app's
+ * interpreter exists, since every probe overwrites the arena. The lower end is arena_used_bytes():
+ * the sizes TFLM allocates do not depend on the arena's size, so less can never work.
+ */
+size_t ProbeArenaNeeded(const tflite::Model* model, const OpResolver& resolver)
+{
+	size_t used = 0;
+	if (!AllocatesIn(model, resolver, kTensorArenaSize, &used) || used == 0) {
+		return 0;
+	}
+	size_t fails = (used - 1) / kArenaStep * kArenaStep; /* below what it used: cannot work */
+	size_t works = kTensorArenaSize;
+	while (works - fails > kArenaStep) {
+		const size_t middle = fails + (works - fails) / (2 * kArenaStep) * kArenaStep;
+		if (AllocatesIn(model, resolver, middle, nullptr)) {
+			works = middle;
+		} else {
+			fails = middle;
+		}
+	}
+	return works;
+}
+#endif
 
 }  // namespace
 
@@ -43,6 +88,11 @@ uint8_t* Arena()
 	return tensor_arena;
 }
 
+size_t ArenaNeeded()
+{
+	return arena_needed;
+}
+
 tflite::MicroInterpreter* StartInterpreter()
 {
 	const tflite::Model* model = tflite::GetModel(TINYML_MODEL_DATA);
@@ -58,6 +108,10 @@ tflite::MicroInterpreter* StartInterpreter()
 		Fail("op registration failed (kNumOps too small?)");
 		return nullptr;
 	}
+
+#if defined(CONFIG_TINYML_ARENA_PROBE)
+	arena_needed = ProbeArenaNeeded(model, resolver);
+#endif
 
 	static tflite::MicroInterpreter interpreter(model, resolver, tensor_arena, kTensorArenaSize);
 	if (interpreter.AllocateTensors() != kTfLiteOk) {

@@ -74,8 +74,10 @@ int RunSelfTest()
 	const TfLiteTensor* output = interpreter->output(0);
 
 	const size_t arena_used = interpreter->arena_used_bytes();
-	printk("model %s: %u bytes, arena used %u of %u bytes: %s\n", kModelName,
-	       (unsigned)kModelDataSize, (unsigned)arena_used, (unsigned)kTensorArenaSize,
+	const size_t arena_needed = ArenaNeeded();
+	printk("model %s: %u bytes, arena used %u of %u bytes (AllocateTensors needs %u): %s\n",
+	       kModelName, (unsigned)kModelDataSize, (unsigned)arena_used,
+	       (unsigned)kTensorArenaSize, (unsigned)arena_needed,
 	       arena_used <= kTensorArenaSize ? "ARENA OK" : "ARENA OVER");
 
 	int correct = 0;
@@ -130,9 +132,10 @@ int RunSelfTest()
 
 	const uint64_t per_inference = cycles / kNumTests;
 	printk("SUMMARY correct=%d/%d arena_used=%u arena_size=%u cycles_per_inference=%u "
-	       "us_per_inference=%u kernels=%s\n",
+	       "us_per_inference=%u kernels=%s arena_needed=%u\n",
 	       correct, kNumTests, (unsigned)arena_used, (unsigned)kTensorArenaSize,
-	       (unsigned)per_inference, (unsigned)k_cyc_to_us_floor64(per_inference), kKernelsName);
+	       (unsigned)per_inference, (unsigned)k_cyc_to_us_floor64(per_inference), kKernelsName,
+	       (unsigned)arena_needed);
 
 	if (correct != kNumTests) {
 		return Fail("test inputs differ from host TFLM");
