@@ -114,7 +114,11 @@ def bench_one(spec: Any, app: Path, board: str, kernels: str, build_dir: Path, c
     if config.get("CONFIG_QEMU_TARGET") != "y":   # as is_qemu_build(), from the config read above
         row.note = row.note or "not a QEMU board: sizes only"
         return row
-    _, summary = run_measuring_arena(app, board, build_dir, folder, console)
+    try:
+        _, summary = run_measuring_arena(app, board, build_dir, folder, console)
+    except TinymlError as err:      # one board's failure is a row of the table, not the end of the bench
+        row.note = "run failed: " + str(err).splitlines()[0][:120]
+        return row
     # The run may have rebuilt the image with the measured arena: report that image's sizes.
     report = region_report(elf, build_dir / "zephyr" / "zephyr.map", model_dir=folder)
     row.flash, row.ram = report.flash, report.ram

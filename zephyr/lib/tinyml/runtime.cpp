@@ -6,6 +6,8 @@
 
 #include "tinyml/runtime.h"
 
+#include <zephyr/fatal.h>
+#include <zephyr/kernel.h>
 #include <zephyr/sys/printk.h>
 
 #include "tensorflow/lite/schema/schema_generated.h"
@@ -133,3 +135,25 @@ tflite::MicroInterpreter* StartInterpreter()
 }
 
 }  // namespace tinyml
+
+/*
+ * A CPU fault (an instruction the core lacks, a bad access) in a model's kernels would otherwise halt
+ * silently, since the apps build without logging, and a QEMU run or twister would wait for its
+ * timeout. Print the cause, the faulting address and twister's failure line, then halt as Zephyr's
+ * default handler does. (This overrides Zephyr's weak k_sys_fatal_error_handler; an app that needs
+ * its own can set CONFIG_TINYML_FATAL_HANDLER=n.)
+ */
+#if defined(CONFIG_TINYML_FATAL_HANDLER)
+extern "C" void k_sys_fatal_error_handler(unsigned int reason, const z_arch_esf_t* esf)
+{
+#if defined(CONFIG_ARM)
+	const unsigned pc = esf != nullptr ? (unsigned)esf->basic.pc : 0U;
+#else
+	ARG_UNUSED(esf);
+	const unsigned pc = 0U;
+#endif
+	printk("ZEPHYR FATAL ERROR %u (K_ERR_* reason) at pc 0x%08x: a CPU fault in the code above\n"
+	       "PROJECT EXECUTION FAILED\n", reason, pc);
+	k_fatal_halt(reason);
+}
+#endif
