@@ -1,63 +1,161 @@
-"""``tinyml size <model> [--board B ...] [--format table|markdown|json]``: region report per board.
+"""``tinyml size``: the flash/RAM report of each model x board build, and its comparison with a base.
 
-Reads the linked image of each board's firmware build (``<work>/<board>/zephyr/zephyr.elf``, the
-folder ``tinyml build --board B`` uses), building it first if it is missing.  Exit status 1 when any
-board is over its budget, so the command can gate CI as well as feed a pull-request description.
+Measure: ``tinyml size mnist -b qemu_cortex_m3 -b nucleo_f446re [--format table|markdown|json]``
+reads each board's linked image (``<work>/<board>/zephyr/zephyr.elf``, the folder ``tinyml build
+--board B`` uses), building it first if it is missing. ``--format json --out FILE`` writes the report
+CI stores (see size_compare.py). Exit status 1 when a build is over its spec's budget.
+
+Compare: ``tinyml size --compare base.json --head head.json`` (or measure the head now) prints the
+pull-request comment, largest change first; exit status 1 only when a head build is over its budget
+and nobody accepted it (``--accept WHY``, or ``--pr-body FILE`` with a ``Size-increase-accepted:``
+line).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 from pathlib import Path
+from typing import Any
 
 from ..cli import DEFAULT_BOARD
+from ..errors import TinymlError
+
+
+def _commit(folder: Path) -> str:
+    """The git commit checked out in ``folder``, with ``-dirty`` when it has uncommitted changes; "" outside git."""
+    try:
+        sha = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return sha + ("-dirty" if dirty else "")
+
+
+def measure(args: argparse.Namespace, console: Any) -> tuple[dict[str, Any], list[tuple[str, Any, Any, list[str]]]]:
+    """Build (if missing) and measure every model x board; the JSON report and, per build, what to print."""
+    from .build import SAMPLE_APP, build_app
+    from .size import check_budget, region_report
+    from .size_compare import build_entry, report_document
+    from ..model.spec import load_spec, resolve_spec_path
+
+    if not args.models:
+        raise TinymlError("name the model(s) to measure (e.g. `tinyml size mnist`), or give --head with --compare")
+    builds, shown = [], []
+    spec_dir = None
+    for model in args.models:
+        spec = load_spec(resolve_spec_path(model))
+        spec_dir = spec_dir or Path(spec.path).parent
+        if args.work_dir:
+            work = Path(args.work_dir) / spec.name if len(args.models) > 1 else Path(args.work_dir)
+        else:
+            work = Path.cwd() / "build" / "tinyml" / spec.name
+        app = Path(spec.app_dir) if spec.app_dir else SAMPLE_APP
+        for board in args.board or [DEFAULT_BOARD]:
+            build_dir = work / board
+            elf = build_dir / "zephyr" / "zephyr.elf"
+            if not elf.is_file():
+                console.print(f"no firmware for {board} in {build_dir}; building it", style="dim")
+                elf = build_app(app, board, build_dir, spec.output_dir)
+            report = region_report(elf, build_dir / "zephyr" / "zephyr.map", model_dir=spec.output_dir)
+            budget = spec.budgets.get(board)
+            problems = check_budget(report, budget) if budget else []
+            builds.append(build_entry(report, spec.name, _relative(app), board, budget, build_dir))
+            shown.append((f"{spec.name} on {board}", report, budget, problems))
+    commit = args.commit if args.commit is not None else _commit(spec_dir or Path.cwd())
+    return report_document(builds, commit), shown
+
+
+def _relative(path: Path) -> str:
+    """The app folder as the repository names it (samples/mnist), not this machine's absolute path."""
+    path = Path(path).resolve()
+    for parent in path.parents:
+        if (parent / ".git").exists() or (parent / "west.yml").is_file():
+            return path.relative_to(parent).as_posix()
+    return path.name
 
 
 def cmd_size(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from .build import SAMPLE_APP, build_app
-    from .size import check_budget, region_report, to_json, to_markdown, to_table
-    from ..model.spec import load_spec, resolve_spec_path
+    from .size import to_markdown, to_table
+    from .size_compare import (accepted_reason, compare, comparison_json, load_report, render_markdown)
 
-    spec = load_spec(resolve_spec_path(args.model))
-    work = Path(args.work_dir) if args.work_dir else Path.cwd() / "build" / "tinyml" / spec.name
-    console = Console()
-    status, documents = 0, []
-    for board in args.board or [DEFAULT_BOARD]:
-        build_dir = work / board
-        elf = build_dir / "zephyr" / "zephyr.elf"
-        if not elf.is_file():
-            console.print(f"no firmware for {board} in {build_dir}; building it", style="dim")
-            elf = build_app(spec.app_dir or SAMPLE_APP, board, build_dir, spec.output_dir)
-        report = region_report(elf, build_dir / "zephyr" / "zephyr.map", model_dir=spec.output_dir)
-        budget = spec.budgets.get(board)
-        problems = check_budget(report, budget) if budget else []
-        status |= 1 if problems else 0
-        title = f"{spec.name} on {board}"
-        if args.format == "markdown":
-            print(to_markdown(report, budget, title))
-        elif args.format == "json":
-            documents.append({"board": board, "over_budget": problems, **json.loads(to_json(report, budget))})
+    console = Console(stderr=args.format != "table")
+    if args.compare is None:
+        document, shown = measure(args, console)
+        status = 1 if any(problems for *_, problems in shown) else 0
+        if args.format == "json":
+            text = json.dumps(document, indent=1) + "\n"
+            print(text, end="")
+        elif args.format == "markdown":
+            text = "\n".join(to_markdown(report, budget, title) for title, report, budget, _ in shown)
+            print(text)
         else:
-            console.print(to_table(report, title, budget))
-            for problem in problems:
-                console.print(f"[red]over budget on {board}:[/red] {problem}")
+            text = ""
+            for title, report, budget, problems in shown:
+                console.print(to_table(report, title, budget))
+                for problem in problems:
+                    console.print(f"[red]over budget ({title}):[/red] {problem}")
+        if args.out:
+            Path(args.out).write_text(text or json.dumps(document, indent=1) + "\n")
+        return status
+
+    base = load_report(Path(args.compare))
+    if args.head:
+        head = load_report(Path(args.head))
+    else:
+        head, _ = measure(args, console)
+    comparison = compare(base, head)
+    pr_body = Path(args.pr_body).read_text(errors="replace") if args.pr_body else None
+    breaches = comparison.breaches()
+    accepted = accepted_reason(args.accept, pr_body) if breaches else None
     if args.format == "json":
-        print(json.dumps(documents, indent=2))
-    return status
+        text = json.dumps(comparison_json(comparison, accepted), indent=1) + "\n"
+    else:
+        text = render_markdown(comparison, accepted, args.run_url)
+    print(text, end="")
+    if args.out:
+        Path(args.out).write_text(text)
+    for breach in breaches:
+        console.print(f"{'over budget, accepted' if accepted else 'BUDGET EXCEEDED'}: {breach}", soft_wrap=True)
+    return 1 if breaches and not accepted else 0
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
     """Register ``size`` with the shared parser (see cli.add_commands)."""
-    parser = sub.add_parser("size", help="flash/RAM report of the firmware against the spec's budgets",
-                            description="Print the memory regions of each board's linked image, the model's "
-                                        "share (weights, arena, TFLM code) and the spec's budget; exit 1 "
-                                        "when over budget. Markdown is the form for pull requests.")
-    parser.add_argument("model", help="model name in models/ or path to a spec .yaml")
+    parser = sub.add_parser(
+        "size", help="flash/RAM report of the firmware against the spec's budgets; --compare for pull requests",
+        description="Print the memory regions of each model x board image, the model's share (weights, arena, "
+                    "TFLM code) and the spec's budget; exit 1 when over budget. --format json --out FILE writes "
+                    "the report CI stores; --compare BASE.json prints the pull-request comment comparing the head "
+                    "(measured now, or --head FILE) with it.")
+    parser.add_argument("models", nargs="*", metavar="model", help="model names in models/ or spec .yaml paths")
     parser.add_argument("--board", "-b", action="append",
                         help=f"board (repeat for several; default {DEFAULT_BOARD})")
-    parser.add_argument("--format", choices=("table", "markdown", "json"), default="table")
-    parser.add_argument("--work-dir", metavar="DIR", help="as for build (default ./build/tinyml/<model>)")
-    parser.set_defaults(func=cmd_size)
+    parser.add_argument("--format", choices=("table", "markdown", "json"), default=None,
+                        help="default: table, or markdown with --compare")
+    parser.add_argument("--out", metavar="FILE", help="also write what is printed (json: the report) to FILE")
+    parser.add_argument("--work-dir", metavar="DIR", help="as for build (default ./build/tinyml/<model>; "
+                                                          "with several models DIR/<model>)")
+    parser.add_argument("--commit", help="commit id to record in the report (default: git's HEAD of the spec's "
+                                         "repository, -dirty when changed)")
+    group = parser.add_argument_group("comparing with a base (pull requests)")
+    group.add_argument("--compare", metavar="BASE.json", help="the base commit's report")
+    group.add_argument("--head", metavar="HEAD.json", help="the head's report (default: measure the models now)")
+    group.add_argument("--accept", metavar="WHY", help="accept an over-budget head build (an intended increase)")
+    group.add_argument("--pr-body", metavar="FILE", help="pull-request text; a line 'Size-increase-accepted: <why>' "
+                                                         "accepts an over-budget build")
+    group.add_argument("--run-url", metavar="URL", help="link to the CI run, shown in the comment")
+    parser.set_defaults(func=_dispatch)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.format is None:
+        args.format = "markdown" if args.compare else "table"
+    if args.compare is None and (args.head or args.accept or args.pr_body or args.run_url):
+        raise TinymlError("--head, --accept, --pr-body and --run-url go with --compare BASE.json")
+    return cmd_size(args)
