@@ -24,7 +24,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 DEFAULT_BOARD = "qemu_cortex_m3"
 
 
-def _work_dir(args: argparse.Namespace, name: str) -> Path:
+def work_dir_of(args: argparse.Namespace, name: str) -> Path:
+    """``--work-dir``, else ./build/tinyml/<model>: where a model's cache, sources and builds go."""
     return Path(args.work_dir) if args.work_dir else Path.cwd() / "build" / "tinyml" / name
 
 
@@ -59,7 +60,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     if is_model_path(args.model):
         name = args.name
-        work = _work_dir(args, name or name_from_path(Path(args.model)))
+        work = work_dir_of(args, name or name_from_path(Path(args.model)))
         spec = spec_for_model_file(
             Path(args.model), name=name, dataset=args.dataset,
             data_dir=Path(args.data_dir) if args.data_dir else None,
@@ -73,7 +74,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                                   f"set it in the spec's dataset section.")
         spec = load_spec(resolve_spec_path(args.model))
     console = Console()
-    options = BuildOptions(work_dir=_work_dir(args, spec.name),
+    options = BuildOptions(work_dir=work_dir_of(args, spec.name),
                            data_dir=Path(args.data_dir) if args.data_dir else None,
                            out_dir=Path(args.out) if args.out else None, retrain=args.retrain,
                            allow_download=not args.offline)
@@ -157,8 +158,9 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
                          help=f"Zephyr board for the firmware build (default: {DEFAULT_BOARD})")
     p_build.add_argument("--build-dir", "-d", metavar="DIR",
                          help="firmware build folder (default: <work-dir>/<board>)")
-    p_build.add_argument("--run", action="store_true", help="run the firmware after building (QEMU boards); the "
-                         "arena the device used is recorded and the app rebuilt with exactly that (+1 %%)")
+    p_build.add_argument("--run", action="store_true",
+                         help="run the firmware after building (QEMU boards); the smallest arena the device could "
+                              "allocate the model in is recorded and the app rebuilt with it (+1 %%)")
     p_build.add_argument("--kernels", choices=("cmsis-nn", "reference"),
                          help="TFLM kernels (default: CMSIS-NN on Cortex-M when the workspace has the cmsis-nn "
                               "module, else the reference kernels)")

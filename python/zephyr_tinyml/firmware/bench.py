@@ -108,20 +108,25 @@ def bench_one(spec: Any, app: Path, board: str, kernels: str, build_dir: Path, c
     if kernels == "cmsis-nn" and config.get("CONFIG_TENSORFLOW_LITE_MICRO_CMSIS_NN_KERNELS") != "y":
         row.note = "no CMSIS-NN for this CPU: reference kernels"
         row.kernels = "reference"
-    report = region_report(elf, build_dir / "zephyr" / "zephyr.map", model_dir=folder)
-    row.flash, row.ram = report.flash, report.ram
     row.clock_hz = int(config.get("CONFIG_SYS_CLOCK_HW_CYCLES_PER_SEC", "0") or 0)
     if config.get("CONFIG_QEMU_TARGET") != "y":   # as is_qemu_build(), from the config read above
         row.note = row.note or "not a QEMU board: sizes only"
-        return row
-    try:
-        _, summary = run_measuring_arena(app, board, build_dir, folder, console)
-    except TinymlError as err:      # one board's failure is a row of the table, not the end of the bench
-        row.note = "run failed: " + str(err).splitlines()[0][:120]
-        return row
-    # The run may have rebuilt the image with the measured arena: report that image's sizes.
+    else:
+        _run(row, app, board, build_dir, folder, config, console)
+    # After the run, which may have rebuilt the image with the measured arena: that image's sizes.
     report = region_report(elf, build_dir / "zephyr" / "zephyr.map", model_dir=folder)
     row.flash, row.ram = report.flash, report.ram
+    return row
+
+
+def _run(row: BenchRow, app: Path, board: str, build_dir: Path, folder: Path, config: dict[str, str],
+         console: Any) -> None:
+    """Run a QEMU build's self test (recording its arena) into ``row``; a failed run is a note, not the end."""
+    try:
+        _, summary = run_measuring_arena(app, board, build_dir, folder, console)
+    except TinymlError as err:
+        row.note = "run failed: " + str(err).splitlines()[0][:120]
+        return
     row.kernels = str(summary.get("kernels", row.kernels))
     row.arena_size, row.arena_used = int(summary.get("arena_size", 0)), int(summary.get("arena_used", 0))
     row.arena_needed = int(summary.get("arena_needed", 0))
@@ -131,7 +136,6 @@ def bench_one(spec: Any, app: Path, board: str, kernels: str, build_dir: Path, c
         row.instructions = round(int(summary.get("us_per_inference", 0)) * 1000 / NS_PER_INSTRUCTION[shift])
     else:
         row.note = "no QEMU icount (shift 6) in this build: no instruction count"
-    return row
 
 
 def render(rows: list[BenchRow], fmt: str) -> str:

@@ -342,10 +342,9 @@ def check_budget(report: SizeReport, budget: Any) -> list[str]:
     """Violations of ``budget`` (anything with ``flash``/``ram`` attributes or keys), empty if none."""
     problems = []
     for region, used in (("flash", report.flash), ("ram", report.ram)):
-        limit = budget.get(region) if isinstance(budget, Mapping) else getattr(budget, region, None)
-        if limit is not None and used > int(limit):
-            problems.append(f"{region} {used:,} B exceeds the budget of {int(limit):,} B "
-                            f"by {used - int(limit):,} B")
+        limit = budget_limit(budget, region)
+        if limit is not None and used > limit:
+            problems.append(f"{region} {used:,} B exceeds the budget of {limit:,} B by {used - limit:,} B")
     return problems
 
 
@@ -356,7 +355,8 @@ def _rows(report: SizeReport) -> list[tuple[str, int, int]]:
     return [(s.component, s.flash, s.ram) for s in report.shares]
 
 
-def _limit(budget: Any, region: str) -> int | None:
+def budget_limit(budget: Any, region: str) -> int | None:
+    """A budget's bytes for ``region`` ("flash" or "ram"): from a spec's Budget or a mapping; None if unset."""
     if budget is None:
         return None
     value = budget.get(region) if isinstance(budget, Mapping) else getattr(budget, region, None)
@@ -367,7 +367,7 @@ def budget_rows(report: SizeReport, budget: Any) -> list[tuple[str, int, int | N
     """(region, used, budget, verdict) for flash and RAM; verdict is "over by N" or "N free"."""
     rows = []
     for region, used in (("flash", report.flash), ("RAM", report.ram)):
-        limit = _limit(budget, region.lower())
+        limit = budget_limit(budget, region.lower())
         verdict = "-" if limit is None else (f"over by {used - limit:,}" if used > limit else f"{limit - used:,} free")
         rows.append((region, used, limit, verdict))
     return rows

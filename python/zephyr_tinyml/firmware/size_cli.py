@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from ..cli import DEFAULT_BOARD
+from ..cli import DEFAULT_BOARD, work_dir_of
 from ..errors import TinymlError
 
 
@@ -49,10 +49,9 @@ def measure(args: argparse.Namespace, console: Any) -> tuple[dict[str, Any], lis
     for model in args.models:
         spec = load_spec(resolve_spec_path(model))
         spec_dir = spec_dir or Path(spec.path).parent
-        if args.work_dir:
-            work = Path(args.work_dir) / spec.name if len(args.models) > 1 else Path(args.work_dir)
-        else:
-            work = Path.cwd() / "build" / "tinyml" / spec.name
+        work = work_dir_of(args, spec.name)
+        if args.work_dir and len(args.models) > 1:
+            work /= spec.name
         app = Path(spec.app_dir) if spec.app_dir else SAMPLE_APP
         for board in args.board or [DEFAULT_BOARD]:
             build_dir = work / board

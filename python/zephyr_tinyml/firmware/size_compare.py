@@ -21,11 +21,11 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import TinymlError
 from .pr_comment import MARKER
-from .size import SizeReport
+from .size import SizeReport, budget_limit
 
 SCHEMA = "zephyr-tinyml-size-report/1"
 ACCEPT_LINE = re.compile(r"^\s*Size-increase-accepted:\s*(?P<why>\S.*?)\s*$", re.MULTILINE | re.IGNORECASE)
@@ -72,8 +72,7 @@ def build_entry(report: SizeReport, model: str, app: str, board: str, budget: An
     """One build of a size report."""
     limits = None
     if budget is not None:
-        get = budget.get if isinstance(budget, Mapping) else lambda key: getattr(budget, key, None)
-        limits = {region: int(get(region)) for region in ("flash", "ram") if get(region) is not None}
+        limits = {region: limit for region in ("flash", "ram") if (limit := budget_limit(budget, region)) is not None}
     return {
         "model": model, "app": app, "board": board,
         "flash": report.flash, "ram": report.ram,

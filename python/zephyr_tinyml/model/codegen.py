@@ -354,7 +354,7 @@ inline TfLiteStatus RegisterOps(OpResolver& resolver) {{
 
 
 def pack_bits(data: bytes) -> bytes:
-    """PackBits-style run-length coding of the embedded test inputs (decoder: UnpackTestInput()).
+    """PackBits-style run-length coding of the embedded test inputs (decoder: FillInput() in self_test.cpp).
 
     A header byte h < 128 is followed by h + 1 literal bytes; h >= 128 by one byte that repeats
     h - 125 times (3 to 130). Why: test images are mostly background (MNIST's 784 pixels have about
@@ -387,7 +387,7 @@ def pack_bits(data: bytes) -> bytes:
 
 
 def unpack_bits(packed: bytes) -> bytes:
-    """The inverse of :func:`pack_bits` (what the device's UnpackTestInput() does)."""
+    """The inverse of :func:`pack_bits` (what the device's FillInput() does)."""
     out = bytearray()
     i = 0
     while i < len(packed):
@@ -409,7 +409,7 @@ def _test_data_h(stamp: str, tests: TestVectors) -> str:
             if pixels else "the model's int8 inputs, as they go into the input tensor")
     declarations.append(f"// The test inputs: {what}, PackBits-compressed one after\n"
                         "// the other; input n is kTestPacked[kTestPackedStart[n] .. kTestPackedStart[n + 1]).\n"
-                        "// UnpackTestInput() expands one.\n"
+                        "// FillInput() (zephyr-tinyml's self_test.cpp) expands one.\n"
                         "extern const uint8_t kTestPacked[];\n"
                         "extern const uint32_t kTestPackedStart[kNumTests + 1];")
     declarations.append("// Host TFLM's int8 output for each input: the device must give exactly these bytes.\n"

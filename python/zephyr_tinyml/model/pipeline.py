@@ -30,9 +30,8 @@ from ..fileio import sha256_bytes, write_atomic
 from .model_file import content_hash, float_input_shape, load_float_model, model_kind
 from .spec import Spec, check_layers
 from .tflite_model import ModelInfo, count_macs, count_parameters, inspect_model
-from .verify import METHOD as VERIFY_METHOD
-from .verify import (Verification, confusion_matrix, describe_divergence, quantize_input, random_inputs, run_tflm,
-                     verify, verify_outputs)
+from .verify import METHOD as VERIFY_METHOD, Verification, confusion_matrix, describe_divergence, quantize_input
+from .verify import random_inputs, run_tflm, verify, verify_outputs
 
 
 class UI(Protocol):

@@ -84,12 +84,17 @@ def run_tflite(tflite: bytes, inputs: np.ndarray, reference: bool) -> np.ndarray
     return np.stack(outputs)
 
 
+def default_host_arena(tflite: bytes) -> int:
+    """The arena host TFLM gets unless told otherwise: ample for any model we accept (16-byte multiple)."""
+    return -(-max(64 * 1024, 10 * len(tflite)) // 16) * 16
+
+
 def tflm_interpreter(tflite: bytes, arena_size: int | None = None) -> Any:
     """The host TFLM interpreter (same kernels as the device, 64-bit bookkeeping)."""
     from tflite_micro.python.tflite_micro import runtime
 
     try:
-        return runtime.Interpreter.from_bytes(tflite, arena_size=arena_size or max(64 * 1024, 10 * len(tflite)))
+        return runtime.Interpreter.from_bytes(tflite, arena_size=arena_size or default_host_arena(tflite))
     except (RuntimeError, ValueError) as exc:
         raise ModelError(f"TFLM cannot load the model: {exc}. If an op is missing, change the layer "
                          f"that produces it (see the op list) or register a custom op.") from None
@@ -129,7 +134,7 @@ def measure_arena(tflite: bytes, sample: np.ndarray) -> int:
     used = int(match.group(1))
     step = 16
     fails = (used - 1) // step * step           # below the used total: cannot work
-    works = -(-max(64 * 1024, 10 * len(tflite)) // step) * step
+    works = default_host_arena(tflite)          # where the interpreter above allocated it
     while works - fails > step:
         middle = fails + (works - fails) // (2 * step) * step
         with captured_fd(2):                    # TFLM logs every failed allocation; expected here

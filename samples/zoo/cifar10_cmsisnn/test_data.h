@@ -18,7 +18,7 @@ constexpr int kNumTests = 2;
 
 // The test inputs: raw 8-bit pixels (the app quantizes them with QuantizeImage(), as it would a camera frame), PackBits-compressed one after
 // the other; input n is kTestPacked[kTestPackedStart[n] .. kTestPackedStart[n + 1]).
-// UnpackTestInput() expands one.
+// FillInput() (zephyr-tinyml's self_test.cpp) expands one.
 extern const uint8_t kTestPacked[];
 extern const uint32_t kTestPackedStart[kNumTests + 1];
 

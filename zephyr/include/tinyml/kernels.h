@@ -2,7 +2,7 @@
  * SPDX-License-Identifier: Apache-2.0
  *
  * Which build of TFLM's kernels this image runs, known at compile time, so
- * that the generated model_settings.h can pick the tensor arena size measured
+ * that the generated model_arena.h can pick the tensor arena size measured
  * on a device for exactly this build: CMSIS-NN's scratch buffers depend on the
  * path it compiles (plain C, DSP SIMD, Helium MVE), by the same tests of the
  * compiler's feature macros that CMSIS-NN's arm_nn_math_types.h makes.
