@@ -105,3 +105,14 @@ def test_wrong_length_field_is_named() -> None:
         proto.decode_request(bytes(flipped))
     with pytest.raises(proto.FrameError, match="short"):
         proto.decode_request(b"TQ\x01")
+
+
+def test_outputs_frame_carries_a_whole_image() -> None:
+    """A generator's answer (`TO`): 784 output bytes, more than a result frame's one-byte count can say."""
+    image = np.arange(784, dtype=np.int64).astype(np.int8)
+    reply = proto.parse_device_line("#" + proto.encode_outputs(12, image, 4321).hex())
+    assert reply == proto.Result(12, proto.NO_CLASS, tuple(int(v) for v in image), 4321)
+    body = bytearray(proto.encode_outputs(12, image, 4321)[:-2])
+    body[4] = 0x0F  # a count that disagrees with the bytes that follow
+    with pytest.raises(proto.FrameError, match="does not hold 783 outputs"):
+        proto.decode_reply(bytes(body) + proto.CRC.pack(proto.crc16_fast(bytes(body))))

@@ -48,7 +48,11 @@ class RichUI:
 
     def epoch(self, epoch: int, epochs: int, logs: dict[str, float]) -> None:
         bar = self._bar("epochs", epochs)
-        info = f"loss {logs.get('loss', 0):.4f} acc {logs.get('accuracy', 0) * 100:.2f}% lr {logs.get('lr', 0):.2e}"
+        if "generator_loss" in logs:  # a GAN: both networks' losses
+            info = f"G loss {logs['generator_loss']:.4f} D loss {logs.get('discriminator_loss', 0):.4f}"
+        else:
+            info = (f"loss {logs.get('loss', 0):.4f} acc {logs.get('accuracy', 0) * 100:.2f}% "
+                    f"lr {logs.get('lr', 0):.2e}")
         bar.update(self._task, completed=epoch + 1, info=info)
         self.console.print(f"  epoch {epoch + 1:>3}/{epochs}: {info} ({logs.get('seconds', 0):.1f} s)")
 

@@ -16,6 +16,7 @@ from ..errors import TinymlError
 
 EVAL_APP = Path(__file__).resolve().parents[3] / "samples" / "mnist_eval"
 DEFAULT_IMAGES = 1000
+DEFAULT_LATENTS = 100  # a generator's: each answer is a whole image (784 bytes over the UART)
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
@@ -25,12 +26,15 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         description="Stream the first N test images to samples/mnist_eval running on --board (in QEMU, or on a "
                     "board at --port), compare every int8 output vector with host TFLM, and report accuracy "
                     "(device, host TFLM, TFLite, float), a confusion matrix, cycles and throughput. Exit status "
-                    "1 when any image fails or differs. Protocol: docs/protocol.md.")
+                    "1 when any image fails or differs. For a GAN spec (models/dcgan.yaml) it streams seeded latent "
+                    "vectors instead, compares every generated pixel with host TFLM and writes a PNG grid of the "
+                    "digits the device drew, labelled by the spec's classifier. Protocol: docs/protocol.md.")
     p.add_argument("model", help="model name in models/ (e.g. mnist) or path to a spec .yaml")
     p.add_argument("--board", "-b", default="qemu_cortex_m3", help="Zephyr board (default: qemu_cortex_m3)")
     count = p.add_mutually_exclusive_group()
-    count.add_argument("-n", "--images", type=int, default=DEFAULT_IMAGES, metavar="N",
-                       help=f"evaluate the first N test images (default: {DEFAULT_IMAGES})")
+    count.add_argument("-n", "--images", type=int, metavar="N",
+                       help=f"evaluate the first N test images (default: {DEFAULT_IMAGES}), or N latent vectors "
+                            f"for a generator (default: {DEFAULT_LATENTS})")
     count.add_argument("--all", action="store_true", help="evaluate the whole test set")
     p.add_argument("--port", help="serial port of a flashed board (e.g. /dev/ttyACM0); without it the app "
                                   "is built and run in QEMU")
@@ -67,8 +71,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise TinymlError(f"no {tflite_path}: run `tinyml build {args.model}` first (it trains, quantizes and "
                           f"generates the sources the eval app compiles)")
     tflite = tflite_path.read_bytes()
+    if spec.gan is not None:
+        return _eval_generator(args, spec, work, tflite, tflite_path, console, started)
     data = load_dataset(spec.data_source(), spec.input_shape, Path(args.data_dir) if args.data_dir else None)
-    total = len(data.x_test) if args.all else min(args.images, len(data.x_test))
+    total = len(data.x_test) if args.all else min(DEFAULT_IMAGES if args.images is None else args.images, len(data.x_test))
     if total <= 0:
         raise TinymlError("-n must be at least 1")
 
@@ -86,6 +92,54 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         print(report_text(report))
         console.print(f"report: {work / 'eval.json'}, confusion matrix: {work / 'eval-confusion.png'}")
+    return 0 if report.passed else 1
+
+
+def _eval_generator(args: argparse.Namespace, spec: Any, work: Path, tflite: bytes, tflite_path: Path,
+                    console: Any, started: float) -> int:
+    """A GAN's generator on the device: latent vectors in, images out, every pixel against host TFLM."""
+    from .evaluate import check_device_model, compare_outputs, outputs_report_text, stream
+    from .session import Session
+    from ..fileio import write_atomic
+    from ..model.gan import grid_png, latent_vectors, to_pixels
+    from ..model.gan_pipeline import EVAL_SEED_OFFSET, dequantize, judge_pixels, quantize_latents
+    from ..model.tflite_model import inspect_model
+    from ..model.verify import run_tflm
+    from ..ui import RichUI
+
+    if args.all:
+        raise TinymlError("--all is for test images; a generator takes -n N latent vectors")
+    total = DEFAULT_LATENTS if args.images is None else args.images
+    if total <= 0:
+        raise TinymlError("-n must be at least 1")
+    model = inspect_model(tflite, tflite_path)
+    latents = quantize_latents(latent_vectors(total, spec.gan.latent_dim, spec.seed + EVAL_SEED_OFFSET),
+                               model.input.scale, model.input.zero_point)
+    link = _open_link(args, spec, work, console)
+    try:
+        session = Session(link, timeout=args.timeout, retries=args.retries)
+        with console.status(f"waiting for the device on {link.description}"):
+            info = session.handshake(args.boot_timeout)
+        check_device_model(info, tflite, latents.shape[1], model.output.shape[-1], str(tflite_path))
+        outcome = stream(session, latents, lambda done, n, failed: None)
+    finally:
+        link.close()
+    report, device = compare_outputs(outcome, run_tflm(tflite, latents), info, args.board, link.description)
+    pixels = to_pixels(dequantize(device, model.output.scale, model.output.zero_point), spec).reshape(
+        (-1,) + tuple(spec.input_shape))
+    judgement = judge_pixels(spec, pixels, work, args.data_dir, RichUI(console))
+    captions = [f"{label}" if sure else f"{label}?" for label, sure in zip(judgement.labels, judgement.confident)]
+    grid = work / "eval-digits.png"
+    grid_png(grid, pixels[:len(captions)], columns=10, captions=captions)
+    report.extra = {"classifier": f"{judgement.confident_percent:.1f} % confident (>= {judgement.confidence:g}), "
+                                  f"digits {judgement.histogram}", "grid": str(grid)}
+    report.wall_seconds = time.perf_counter() - started
+    write_atomic(work / "eval.json", json.dumps(report.to_json(), indent=1) + "\n")
+    if args.format == "json":
+        print(json.dumps(report.to_json(), indent=1))
+    else:
+        print(outputs_report_text(report))
+        console.print(f"report: {work / 'eval.json'}, the device's digits: {grid}")
     return 0 if report.passed else 1
 
 

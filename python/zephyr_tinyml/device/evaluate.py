@@ -251,3 +251,88 @@ def model_from_sources(model_data_cc: Path) -> bytes:
     if start < 0 or end < start:
         raise ValueError(f"{model_data_cc} holds no model array")
     return bytes(int(token, 16) for token in re.findall(r"0x([0-9a-fA-F]{2})", text[start:end]))
+
+
+@dataclass
+class OutputsReport:
+    """An on-device run of a model that is not a classifier (a generator): whole outputs vs host TFLM."""
+
+    board: str
+    link: str
+    inputs: int
+    answered: int
+    failed: dict[int, list[str]]
+    not_sent: int
+    aborted: str | None
+    mismatches: list[int]               # input positions whose outputs differ from host TFLM
+    differing_elements: int             # output bytes that differ, over all answered inputs
+    output_size: int
+    cycles_mean: float
+    cycles_per_second: int
+    stream_seconds: float
+    stats: dict[str, Any]
+    device: dict[str, Any]
+    wall_seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return not self.mismatches and not self.failed and not self.not_sent and self.answered == self.inputs
+
+    @property
+    def us_per_inference(self) -> float:
+        return self.cycles_mean / self.cycles_per_second * 1e6 if self.cycles_per_second else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["failed"] = {str(k): v for k, v in self.failed.items()}
+        data["passed"] = self.passed
+        data["us_per_inference"] = self.us_per_inference
+        return data
+
+
+def compare_outputs(outcome: StreamOutcome, tflm_outputs: np.ndarray, info: Info, board: str,
+                    link: str) -> tuple[OutputsReport, np.ndarray]:
+    """Device outputs vs host TFLM's, byte for byte; also the device's outputs (answered inputs, in order)."""
+    positions = np.array(sorted(outcome.results), dtype=np.int64)
+    size = tflm_outputs.reshape(len(tflm_outputs), -1).shape[1]
+    device = np.array([outcome.results[p].outputs for p in positions], dtype=np.int8).reshape(len(positions), size)
+    host = tflm_outputs.reshape(len(tflm_outputs), -1)[positions]
+    differs = device != host
+    cycles = np.array([outcome.results[p].cycles for p in positions], dtype=np.int64)
+    report = OutputsReport(
+        board=board, link=link, inputs=outcome.requested, answered=len(positions),
+        failed={int(p): reasons for p, reasons in outcome.failed.items()}, not_sent=len(outcome.not_sent),
+        aborted=outcome.aborted, mismatches=[int(positions[i]) for i in np.flatnonzero(differs.any(axis=1))],
+        differing_elements=int(differs.sum()), output_size=size,
+        cycles_mean=float(cycles.mean()) if len(cycles) else 0.0, cycles_per_second=info.cycles_per_second,
+        stream_seconds=outcome.seconds, stats=outcome.stats.to_json(),
+        device={"model_bytes": info.model_size, "model_crc": f"0x{info.model_crc:04x}",
+                "arena_size": info.arena_size, "arena_used": info.arena_used, "input_size": info.input_size})
+    return report, device
+
+
+def outputs_report_text(report: OutputsReport) -> str:
+    """The generator report as plain text."""
+    lines = [f"on-device run: {report.board} over {report.link}",
+             f"  inputs           {report.inputs:>8,}   answered {report.answered:,}, failed {len(report.failed)}, "
+             f"not sent {report.not_sent}"]
+    if report.aborted:
+        lines.append(f"  ABORTED          {report.aborted}")
+    lines += [
+        f"  vs host TFLM     {len(report.mismatches):>8,}   outputs with any byte different "
+        f"({report.differing_elements:,} of {report.answered * report.output_size:,} bytes)",
+        f"  cycles/inference {report.cycles_mean:>10,.0f} mean ({report.us_per_inference / 1000:.2f} ms at "
+        f"{report.cycles_per_second / 1e6:g} MHz)",
+        f"  throughput       {report.answered / report.stream_seconds if report.stream_seconds else 0:>8.2f} "
+        f"outputs/s ({report.stream_seconds:.1f} s streaming"
+        + (f", {report.wall_seconds:.1f} s whole run)" if report.wall_seconds else ")"),
+    ]
+    for key, value in report.extra.items():
+        lines.append(f"  {key:<16} {value}")
+    for position in report.mismatches[:5]:
+        lines.append(f"  MISMATCH input {position}")
+    for position, reasons in list(report.failed.items())[:5]:
+        lines.append(f"  FAILED input {position}: " + "; ".join(reasons))
+    lines.append("  PASS: every output equals host TFLM's, byte for byte" if report.passed else "  FAIL")
+    return "\n".join(lines)

@@ -25,15 +25,18 @@ ERROR_MARKER = "!"
 MAGIC_REQUEST = b"TQ"          # payload as is
 MAGIC_PACKED_REQUEST = b"TP"   # payload PackBits-packed (test images shrink about 3.5 times)
 MAGIC_RESULT = b"TR"
+MAGIC_OUTPUTS = b"TO"          # a non-classifier's whole output tensor (e.g. a generator's image)
 MAGIC_INFO = b"TI"
 MAGIC_ERROR = b"TE"
 
 HEADER = struct.Struct("<2sHH")           # magic, seq, length
 RESULT_HEAD = struct.Struct("<2sHBB")     # magic, seq, class, count
+OUTPUTS_HEAD = struct.Struct("<2sHH")     # magic, seq, count (up to 65,535 output bytes)
 INFO = struct.Struct("<2sHBHBIHIII")      # magic, seq, version, input, classes, model size/crc, arena, used, Hz
 ERROR = struct.Struct("<2sHBH")           # magic, seq, code, bytes received
 CRC = struct.Struct("<H")
 
+NO_CLASS = -1  # Result.predicted of an outputs frame (`TO`): the model is not a classifier
 UNKNOWN_SEQ = 0xFFFF
 SEQ_LIMIT = 0xFFFF  # sequence numbers run 0 .. 65534; 65535 means "unknown" in error frames
 
@@ -83,7 +86,7 @@ class Result:
     """The device's answer to one image."""
 
     seq: int
-    predicted: int
+    predicted: int            # the class a classifier picked; NO_CLASS in an outputs frame
     outputs: tuple[int, ...]  # int8 output tensor
     cycles: int
 
@@ -220,6 +223,12 @@ def encode_result(seq: int, predicted: int, outputs: bytes | np.ndarray, cycles:
                  + struct.pack("<I", cycles & 0xFFFFFFFF))
 
 
+def encode_outputs(seq: int, outputs: bytes | np.ndarray, cycles: int) -> bytes:
+    """The binary outputs frame of a non-classifier (used by the reference device in tests)."""
+    data = outputs.astype(np.int8).tobytes() if isinstance(outputs, np.ndarray) else bytes(outputs)
+    return _seal(OUTPUTS_HEAD.pack(MAGIC_OUTPUTS, seq, len(data)) + data + struct.pack("<I", cycles & 0xFFFFFFFF))
+
+
 def encode_info(info: Info) -> bytes:
     """The binary info frame (used by the reference device in tests)."""
     return _seal(INFO.pack(MAGIC_INFO, info.seq, info.version, info.input_size, info.classes,
@@ -249,6 +258,15 @@ def decode_reply(frame: bytes) -> Reply:
         outputs = tuple(np.frombuffer(body, np.int8, count, RESULT_HEAD.size).tolist())
         (cycles,) = struct.unpack_from("<I", body, RESULT_HEAD.size + count)
         return Result(seq, predicted, outputs, cycles)
+    if magic == MAGIC_OUTPUTS:
+        if len(body) < OUTPUTS_HEAD.size:
+            raise FrameError("outputs frame too short")
+        _, seq, count = OUTPUTS_HEAD.unpack_from(body)
+        if len(body) != OUTPUTS_HEAD.size + count + 4:
+            raise FrameError(f"outputs frame of {len(body)} bytes does not hold {count} outputs")
+        outputs = tuple(np.frombuffer(body, np.int8, count, OUTPUTS_HEAD.size).tolist())
+        (cycles,) = struct.unpack_from("<I", body, OUTPUTS_HEAD.size + count)
+        return Result(seq, NO_CLASS, outputs, cycles)
     if magic == MAGIC_INFO:
         if len(body) != INFO.size:
             raise FrameError(f"info frame of {len(body)} bytes, expected {INFO.size}")

@@ -77,6 +77,7 @@ class BuildResult:
     macs: int
     timings: dict[str, StageTime] = field(default_factory=dict)
     data_notes: tuple[str, ...] = ()
+    quality: dict[str, Any] | None = None  # a GAN's generated images as its classifier sees them
 
     def summary(self) -> dict[str, Any]:
         """Plain figures for reports (JSON-safe)."""
@@ -106,6 +107,7 @@ class BuildResult:
             "generated_dir": str(self.generated.folder),
             "stage_seconds": {k: round(t.seconds, 2) for k, t in self.timings.items()},
             "stage_cached": {k: t.cached for k, t in self.timings.items()},
+            **({"quality": self.quality} if self.quality is not None else {}),
         }
 
 
@@ -154,6 +156,10 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
     A spec with ``model.layers`` is trained; one with ``model.file`` (a model trained elsewhere) is
     not: a Keras/SavedModel file is quantized like a trained model, an int8 ``.tflite`` is taken as is.
     """
+    if spec.gan is not None:
+        from .gan_pipeline import build_gan
+
+        return build_gan(spec, options, ui)
     timings: dict[str, StageTime] = {}
     work = Path(options.work_dir)
     cache = work / "cache"
@@ -197,18 +203,10 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
     train_dir: Path | None = None
     if kind == "spec":
         assert data is not None
-        train_key = _key("train", spec.section_hash("dataset", "model", "training"), data.fingerprint, versions)
-        train_dir = cache / f"train-{train_key}"
-        with ui.stage("train"), _Timer(timings, "train") as timer:
-            if (train_dir / "model.keras").is_file() and not options.retrain:
-                timer.cached = True
-            else:
-                # Later stages read the saved model.keras even right after training, so a fresh build,
-                # a train-cache hit and a full-cache hit all quantize the very same artifact.
-                _train(spec, data, ui, cache, train_dir.name)
+        train_dir = train_stage(spec, data, options, ui, timings, versions)
         meta = json.loads((train_dir / "meta.json").read_text())
         history = json.loads((train_dir / "history.json").read_text())
-        weights_key = meta.get("weights_sha256", train_key)
+        weights_key = meta.get("weights_sha256", train_dir.name.removeprefix("train-"))
     elif kind != "tflite":
         weights_key = content_hash(spec.model_file)  # type: ignore[arg-type]
 
@@ -279,6 +277,36 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
                          meta.get("parameters", 0), macs, timings, data.notes if data is not None else ())
     write_atomic(work / "report.json", json.dumps(result.summary(), indent=1, sort_keys=True) + "\n")
     return result
+
+
+def train_stage(spec: Spec, data: Dataset, options: BuildOptions, ui: UI, timings: dict[str, StageTime],
+                versions: str) -> Path:
+    """The cache folder of the spec's trained model (model.keras, history.json, meta.json), trained if absent."""
+    train_key = _key("train", spec.section_hash("dataset", "model", "training"), data.fingerprint, versions)
+    train_dir = Path(options.work_dir) / "cache" / f"train-{train_key}"
+    with ui.stage("train"), _Timer(timings, "train") as timer:
+        if (train_dir / "model.keras").is_file() and not options.retrain:
+            timer.cached = True
+        else:
+            # Later stages read the saved model.keras even right after training, so a fresh build,
+            # a train-cache hit and a full-cache hit all quantize the very same artifact.
+            _train(spec, data, ui, train_dir.parent, train_dir.name)
+    return train_dir
+
+
+def trained_classifier(spec: Spec, options: BuildOptions, ui: UI) -> Any:
+    """The float Keras model of a classifier spec, from its train cache (trained first if absent).
+
+    Used to judge what another model makes (a GAN's digits); runs only the spec, data and train stages.
+    """
+    import keras
+
+    if not spec.layers:
+        raise SpecError(f"{spec.path}: a judging classifier must be a spec that trains 'model.layers'.")
+    check_layers(spec)
+    data = load_dataset(spec.data_source(), spec.input_shape, options.data_dir, options.allow_download)
+    train_dir = train_stage(spec, data, options, ui, {}, _versions())
+    return keras.models.load_model(train_dir / "model.keras")
 
 
 def _with_input_shape(spec: Spec, shape: tuple[int, ...]) -> Spec:

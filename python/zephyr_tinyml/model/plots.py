@@ -26,14 +26,18 @@ def training_curve(history: dict[str, list[float]], path: Path, title: str) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = np.arange(1, len(history.get("loss", [])) + 1)
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
-    for key, axis in (("loss", ax_loss), ("accuracy", ax_acc)):
+    if "generator_loss" in history:  # a GAN: the two networks' losses side by side
+        panels = (("generator_loss", "generator loss"), ("discriminator_loss", "discriminator loss"))
+    else:
+        panels = (("loss", "loss"), ("accuracy", "accuracy"))
+    epochs = np.arange(1, len(history.get(panels[0][0], [])) + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for (key, name), axis in zip(panels, axes):
         axis.plot(epochs, history.get(key, []), label="train")
         if f"val_{key}" in history:
             axis.plot(epochs, history[f"val_{key}"], label="validation")
         axis.set_xlabel("epoch")
-        axis.set_ylabel(key)
+        axis.set_ylabel(name)
         axis.grid(alpha=0.3)
         axis.legend()
     fig.suptitle(title)

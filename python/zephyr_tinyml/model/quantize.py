@@ -67,15 +67,17 @@ def _converter(spec: Spec, model: Any) -> Any:
 
 def to_int8_tflite(spec: Spec, model: Any, data: Dataset) -> bytes:
     """Convert with int8 weights, activations, input and output (TFLITE_BUILTINS_INT8 only)."""
+    return convert(spec, _converter(spec, model), representative_images(spec, data))
+
+
+def convert(spec: Spec, converter: Any, samples: np.ndarray) -> bytes:
+    """Run ``converter`` to full int8, calibrated on ``samples`` (one batch-1 input each)."""
     import tensorflow as tf
 
-    samples = representative_images(spec, data)
-
     def representative() -> Iterator[list[np.ndarray]]:
-        for image in samples:
-            yield [image[np.newaxis, ...]]
+        for sample in samples:
+            yield [sample[np.newaxis, ...]]
 
-    converter = _converter(spec, model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

@@ -43,6 +43,18 @@ def summary_table(result: BuildResult) -> Table:
         ("ops", ", ".join(result.info.unique_ops)),
         ("generated sources", str(result.generated.folder)),
     ]
+    if result.quality is not None:  # a GAN's generator: no accuracies, the classifier's view instead
+        rows = [row for row in rows if "accuracy" not in row[0] and "argmax" not in row[0]
+                and not row[0].startswith("float ->")]
+        for kind in ("float", "int8"):
+            j = result.quality[kind]
+            rows.insert(0, (f"{kind} generator: confidently classified (>= {j['confidence']:g})",
+                            f"{j['confident_percent']:.1f} % of {j['images']:,}"))
+            rows.insert(1, (f"{kind} generator: digit evenness (1 = even)",
+                            f"{j['evenness']:.3f}  {j['histogram']}"))
+        rows = [(name, value.replace(" (seeded random; device output checked against host TFLM)",
+                                     " (latent vectors; every pixel checked against host TFLM)"))
+                for name, value in rows]
     if v.first_divergence and v.first_divergence.get("op"):
         rows.insert(8, ("first differing layer (TFLM vs reference)", describe_divergence(v.first_divergence)))
     for name, value in rows:

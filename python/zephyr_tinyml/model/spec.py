@@ -46,6 +46,22 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class GanSpec:
+    """A generative adversarial network: what ``model.generator`` / ``model.discriminator`` and
+    ``quality`` say.  Only the generator is quantized and deployed; the discriminator exists to train it."""
+
+    latent_dim: int
+    generator: tuple[LayerSpec, ...]
+    discriminator: tuple[LayerSpec, ...]
+    sample_every: int                 # epochs between training sample grids
+    classifier: str                   # spec (name or path) of the classifier that judges the digits
+    quality_samples: int              # generated images the classifier labels
+    confidence: float                 # softmax probability that counts as "confidently classified"
+    min_confident_percent: float      # acceptance: share of confidently classified images, int8 generator
+    min_class_evenness: float         # acceptance: normalized entropy of the class histogram (1 = even)
+
+
+@dataclass(frozen=True)
 class Spec:
     """A validated model spec.  ``raw`` keeps the parsed YAML for hashing."""
 
@@ -84,6 +100,7 @@ class Spec:
     dataset_line: int = 0
     model_file: Path | None = None    # model.file: a model trained elsewhere (no training stage)
     has_data: bool = True             # False: a model file given without any data
+    gan: GanSpec | None = None        # model.generator: a GAN whose generator is deployed
 
     def data_source(self) -> "DataSource":
         """What the data stage loads (built-in name or path), with this spec's place for messages."""
@@ -158,6 +175,10 @@ def _open_fraction(value: Any) -> str | None:
     return None if 0 < value < 1 else "must be in (0, 1)"
 
 
+def _unit(value: Any) -> str | None:
+    return None if 0 <= value <= 1 else "must be in [0, 1]"
+
+
 def _int8(value: Any) -> str | None:
     return None if value == "int8" else "only 'int8' is supported (full-integer quantization)"
 
@@ -184,6 +205,9 @@ SCHEMA: dict[str, Key] = {
     "model": Key("map", required=True, children={
         "layers": Key("list", items=Key("map", children=KERAS_OBJECT)),
         "file": Key("str", doc="a model trained elsewhere: .tflite, .keras, .h5 or a SavedModel folder"),
+        "latent_dim": Key("int", check=_positive, doc="a GAN generator's input size"),
+        "generator": Key("list", items=Key("map", children=KERAS_OBJECT)),
+        "discriminator": Key("list", items=Key("map", children=KERAS_OBJECT)),
     }),
     "training": Key("map", children={
         "epochs": Key("int", required=True, check=_positive),
@@ -199,6 +223,7 @@ SCHEMA: dict[str, Key] = {
             "zoom": Key("float", check=_fraction, doc="fraction"),
         }),
         "validation_split": Key("float", check=_fraction),
+        "sample_every": Key("int", check=_positive, doc="epochs between a GAN's sample grids"),
     }),
     "quantization": Key("map", children={
         "representative_samples": Key("int", required=True, check=_positive),
@@ -206,8 +231,17 @@ SCHEMA: dict[str, Key] = {
         "output_type": Key("str", check=_int8),
     }),
     "acceptance": Key("map", children={
-        "min_int8_accuracy": Key("float", required=True, check=_percent, doc="percent"),
-        "max_accuracy_drop": Key("float", required=True, check=_percent, doc="percentage points"),
+        "min_int8_accuracy": Key("float", check=_percent, doc="percent"),
+        "max_accuracy_drop": Key("float", check=_percent, doc="percentage points"),
+        "min_confident_percent": Key("float", check=_percent, doc="a GAN: percent of generated images "
+                                                                  "the classifier is confident about"),
+        "min_class_evenness": Key("float", check=_unit, doc="a GAN: normalized entropy of the classes drawn"),
+    }),
+    "quality": Key("map", children={
+        "classifier": Key("str", required=True, doc="the spec (name or .yaml) of the classifier that judges "
+                                                    "a GAN's images"),
+        "samples": Key("int", check=_positive),
+        "confidence": Key("float", check=_open_fraction),
     }),
     "codegen": Key("map", children={
         "test_images": Key("int", check=_positive),
@@ -367,11 +401,7 @@ def load_spec(path: Path) -> Spec:
     ac = data.get("acceptance", {"min_int8_accuracy": 0.0, "max_accuracy_drop": 100.0})
     cg = data.get("codegen", {})
     norm = ds.get("normalization", {"scale": 1.0})
-    layers = tuple(
-        LayerSpec(item["class_name"], dict(item.get("config") or {}),
-                  doc.lines.get(f"model.layers[{i}]", 0))
-        for i, item in enumerate(data["model"].get("layers", []))
-    )
+    layers = _layers(doc, data["model"].get("layers", []), "model.layers")
     model_file = (path.parent / data["model"]["file"]).resolve() if "file" in data["model"] else None
     if model_file is not None and not model_file.exists():
         raise SpecError(f"{doc.where('model.file')}: 'model.file' is {model_file}, which does not exist.")
@@ -379,6 +409,19 @@ def load_spec(path: Path) -> Spec:
     output_dir = (path.parent / cg.get("output_dir", f"../build/tinyml/{data['name']}/generated")).resolve()
     app_dir = (path.parent / cg["app"]).resolve() if "app" in cg else None
     augmentation = tr.get("augmentation", {})
+    gan = None
+    if "generator" in data["model"]:
+        quality = data["quality"]
+        gan = GanSpec(
+            latent_dim=data["model"]["latent_dim"],
+            generator=_layers(doc, data["model"]["generator"], "model.generator"),
+            discriminator=_layers(doc, data["model"]["discriminator"], "model.discriminator"),
+            sample_every=tr.get("sample_every", 5),
+            classifier=quality["classifier"],
+            quality_samples=quality.get("samples", 2000),
+            confidence=float(quality.get("confidence", 0.9)),
+            min_confident_percent=float(ac["min_confident_percent"]),
+            min_class_evenness=float(ac["min_class_evenness"]))
     return Spec(
         path=path,
         name=data["name"],
@@ -401,8 +444,8 @@ def load_spec(path: Path) -> Spec:
         zoom=float(augmentation.get("zoom", 0.0)),
         validation_split=float(tr.get("validation_split", 0.0)),
         representative_samples=qu["representative_samples"],
-        min_int8_accuracy=float(ac["min_int8_accuracy"]),
-        max_accuracy_drop=float(ac["max_accuracy_drop"]),
+        min_int8_accuracy=float(ac.get("min_int8_accuracy", 0.0)),
+        max_accuracy_drop=float(ac.get("max_accuracy_drop", 100.0)),
         test_images=cg.get("test_images", 10),
         arena_margin_percent=float(cg.get("arena_margin_percent", 5.0)),
         arena_alignment=cg.get("arena_alignment", 16),
@@ -415,19 +458,55 @@ def load_spec(path: Path) -> Spec:
         dataset_line=doc.lines.get("dataset", 0),
         model_file=model_file,
         has_data=bool(ds.get("name") or ds.get("path")),
+        gan=gan,
     )
+
+
+def _layers(doc: _Located, items: list[dict[str, Any]], key: str) -> tuple[LayerSpec, ...]:
+    return tuple(LayerSpec(item["class_name"], dict(item.get("config") or {}), doc.lines.get(f"{key}[{i}]", 0))
+                 for i, item in enumerate(items))
 
 
 def _check_sections(doc: _Located, data: dict[str, Any]) -> None:
     """What the schema cannot say alone: which sections one another need."""
     ds, model = data.get("dataset"), data["model"]
-    if ("layers" in model) == ("file" in model):
-        raise SpecError(f"{doc.where('model')}: 'model' needs exactly one of 'layers' (a network to train) or "
-                        f"'file' (a model trained elsewhere).")
+    if sum(key in model for key in ("layers", "file", "generator")) != 1:
+        raise SpecError(f"{doc.where('model')}: 'model' needs exactly one of 'layers' (a network to train), "
+                        f"'file' (a model trained elsewhere) or 'generator' (with 'discriminator' and "
+                        f"'latent_dim': a GAN whose generator is deployed).")
+    gan_keys = [key for key in ("latent_dim", "discriminator") if key in model]
+    if "generator" not in model and gan_keys:
+        raise SpecError(f"{doc.where('model.' + gan_keys[0])}: 'model.{gan_keys[0]}' belongs to a GAN; add "
+                        f"'model.generator' or remove it.")
+    if "generator" in model:
+        for key in ("latent_dim", "discriminator"):
+            if key not in model:
+                raise SpecError(f"{doc.where('model')}: a GAN ('model.generator') needs 'model.{key}'.")
+        for section in ("dataset", "training", "quantization", "acceptance", "quality"):
+            if section not in data:
+                raise SpecError(f"{doc.where('model.generator')}: a GAN spec needs a '{section}' section "
+                                f"(see models/dcgan.yaml).")
+        for key in ("min_confident_percent", "min_class_evenness"):
+            if key not in data["acceptance"]:
+                raise SpecError(f"{doc.where('acceptance')}: a GAN's acceptance needs 'acceptance.{key}' "
+                                f"(a bar on the classifier's view of the generated images).")
+    elif "quality" in data:
+        raise SpecError(f"{doc.where('quality')}: 'quality' judges a GAN's generated images; this spec has no "
+                        f"'model.generator'. Remove the section.")
     if ds is not None and ("name" in ds) == ("path" in ds):
         raise SpecError(f"{doc.where('dataset')}: 'dataset' needs exactly one of 'name' (a built-in set: mnist, "
                         f"fashion_mnist, cifar10, cifar100) or 'path' (an image folder or .npz).")
+    if "layers" in model or "generator" in model:
+        for key in ("input_shape",):
+            if "dataset" in data and key not in data["dataset"]:
+                raise SpecError(f"{doc.where('dataset')}: missing required key 'dataset.{key}'.")
+        for key in ("epochs", "batch_size", "seed", "optimizer", "loss"):
+            if "training" in data and key not in data["training"]:
+                raise SpecError(f"{doc.where('training')}: missing required key 'training.{key}'.")
     if "layers" in model:
+        for key in ("min_int8_accuracy", "max_accuracy_drop"):
+            if "acceptance" in data and key not in data["acceptance"]:
+                raise SpecError(f"{doc.where('acceptance')}: missing required key 'acceptance.{key}'.")
         for section in ("dataset", "training", "quantization", "acceptance"):
             if section not in data:
                 raise SpecError(f"{doc.where('model.layers')}: a spec that trains 'model.layers' needs a "
@@ -443,46 +522,72 @@ def _check_sections(doc: _Located, data: dict[str, Any]) -> None:
                         f"label order).")
 
 
+def layer_stacks(spec: Spec) -> list[tuple[str, tuple[LayerSpec, ...], tuple[int, ...]]]:
+    """Each Keras stack the spec defines: (spec key, layers, input shape)."""
+    if spec.gan is not None:
+        return [("model.generator", spec.gan.generator, (spec.gan.latent_dim,)),
+                ("model.discriminator", spec.gan.discriminator, tuple(spec.input_shape))]
+    return [("model.layers", spec.layers, tuple(spec.input_shape))]
+
+
 def check_layers(spec: Spec) -> None:
-    """Build every layer with Keras and the whole stack on the spec's input shape.
+    """Build every layer with Keras and each whole stack on its input shape.
 
     Catches an unknown layer, a bad layer argument, or an input shape the stack cannot take
     before any data is loaded or any training starts.
     """
     import keras  # deferred: seconds to import
 
-    for i, layer in enumerate(spec.layers):
-        key = f"model.layers[{i}]"
-        where = f"{spec.path}:{layer.line}" if layer.line else str(spec.path)
-        cls = getattr(keras.layers, layer.class_name, None)
-        if not (isinstance(cls, type) and issubclass(cls, keras.layers.Layer)):
-            close = _close_matches(layer.class_name, _keras_layer_names(keras))
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise SpecError(f"{where}: '{key}.class_name' is '{layer.class_name}', which is not a Keras "
-                            f"layer.{hint} Any class in keras.layers is allowed (e.g. Conv2D, Dense, "
-                            f"MaxPooling2D, Flatten, ReLU).")
+    for stack, layers, shape in layer_stacks(spec):
+        for i, layer in enumerate(layers):
+            key = f"{stack}[{i}]"
+            where = f"{spec.path}:{layer.line}" if layer.line else str(spec.path)
+            cls = getattr(keras.layers, layer.class_name, None)
+            if not (isinstance(cls, type) and issubclass(cls, keras.layers.Layer)):
+                close = _close_matches(layer.class_name, _keras_layer_names(keras))
+                hint = f" Did you mean {', '.join(close)}?" if close else ""
+                raise SpecError(f"{where}: '{key}.class_name' is '{layer.class_name}', which is not a Keras "
+                                f"layer.{hint} Any class in keras.layers is allowed (e.g. Conv2D, Dense, "
+                                f"MaxPooling2D, Flatten, ReLU).")
+            try:
+                cls.from_config(dict(layer.config))
+            except Exception as exc:  # Keras raises TypeError/ValueError with useful text
+                raise SpecError(f"{where}: '{key}.config' is not valid for {layer.class_name}: {exc}") from None
         try:
-            cls.from_config(dict(layer.config))
-        except Exception as exc:  # Keras raises TypeError/ValueError with useful text
-            raise SpecError(f"{where}: '{key}.config' is not valid for {layer.class_name}: {exc}") from None
-    try:
-        build_keras_model(spec)
-    except Exception as exc:
-        raise SpecError(f"{spec.path}: the layers in 'model.layers' cannot take the input shape "
-                        f"dataset.input_shape={list(spec.input_shape)}: {exc}") from None
+            model = build_stack(layers, shape, spec.name)
+        except Exception as exc:
+            given = (f"dataset.input_shape={list(shape)}" if stack != "model.generator"
+                     else f"[model.latent_dim]={list(shape)}")
+            raise SpecError(f"{spec.path}: the layers in '{stack}' cannot take the input shape {given}: "
+                            f"{exc}") from None
+        if stack == "model.layers" and spec.labels and model.output_shape[-1] != len(spec.labels):
+            raise SpecError(f"{spec.path}: the last layer gives {model.output_shape[-1]} outputs but "
+                            f"'dataset.labels' has {len(spec.labels)} labels; make them match.")
+        if stack == "model.generator" and tuple(model.output_shape[1:]) != tuple(spec.input_shape):
+            raise SpecError(f"{spec.path}: 'model.generator' makes images of shape {list(model.output_shape[1:])} "
+                            f"but 'dataset.input_shape' is {list(spec.input_shape)}; make them match.")
+        if stack == "model.discriminator" and tuple(model.output_shape[1:]) != (1,):
+            raise SpecError(f"{spec.path}: 'model.discriminator' must end in one output (a real/fake logit), "
+                            f"it gives {list(model.output_shape[1:])}; end it with Dense(units=1).")
+
+
+def build_stack(layers: tuple[LayerSpec, ...], input_shape: tuple[int, ...], name: str,
+                batch_size: int | None = None) -> Any:
+    """A layer stack as a ``keras.Sequential`` on ``input_shape`` (untrained)."""
+    import keras
+
+    stack = [keras.Input(shape=input_shape, batch_size=batch_size, name="input")]
+    for i, layer in enumerate(layers):
+        config = dict(layer.config)
+        # Fixed names keep tensor names, and so the .tflite bytes, identical from run to run.
+        config.setdefault("name", f"{i}_{layer.class_name.lower()}")
+        stack.append(getattr(keras.layers, layer.class_name).from_config(config))
+    return keras.Sequential(stack, name=name)
 
 
 def build_keras_model(spec: Spec) -> Any:
     """The spec's layer stack as a ``keras.Sequential`` on ``dataset.input_shape`` (untrained)."""
-    import keras
-
-    layers = [keras.Input(shape=spec.input_shape, name="input")]
-    for i, layer in enumerate(spec.layers):
-        config = dict(layer.config)
-        # Fixed names keep tensor names, and so the .tflite bytes, identical from run to run.
-        config.setdefault("name", f"{i}_{layer.class_name.lower()}")
-        layers.append(getattr(keras.layers, layer.class_name).from_config(config))
-    model = keras.Sequential(layers, name=spec.name)
+    model = build_stack(spec.layers, tuple(spec.input_shape), spec.name)
     output = model.output_shape
     if spec.labels and output[-1] != len(spec.labels):
         raise SpecError(f"{spec.path}: the last layer gives {output[-1]} outputs but "

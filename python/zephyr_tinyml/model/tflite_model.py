@@ -131,7 +131,7 @@ def int8_only_ops(tflite: bytes) -> tuple[str, ...]:
 
 
 def count_macs(tflite: bytes) -> int:
-    """Multiply-accumulates per inference of the conv, depthwise and fully connected layers."""
+    """Multiply-accumulates per inference of the conv, transposed conv, depthwise and fully connected layers."""
     interpreter = tf_lite_interpreter(tflite)
     shapes = {t["index"]: tuple(int(d) for d in t["shape"]) for t in interpreter.get_tensor_details()}
     total = 0
@@ -144,6 +144,12 @@ def count_macs(tflite: bytes) -> int:
             total += out[0] * out[1] * out[2] * out[3] * weights[1] * weights[2] * weights[3]
         elif name == "DEPTHWISE_CONV_2D" and len(out) == 4 and len(weights) == 4:
             total += out[0] * out[1] * out[2] * out[3] * weights[1] * weights[2]
+        elif name == "TRANSPOSE_CONV" and len(inputs) >= 3 and len(weights) == 4:
+            # Inputs: output shape, weights (out channels, kh, kw, in channels), data. Every input value is
+            # multiplied into a kh x kw x out-channels patch (cropped at the edges by 'same' padding).
+            data = shapes.get(inputs[2], ())
+            if len(data) == 4:
+                total += data[0] * data[1] * data[2] * data[3] * weights[0] * weights[1] * weights[2]
         elif name == "FULLY_CONNECTED" and len(weights) == 2:
             rows = 1
             for dim in out[:-1]:

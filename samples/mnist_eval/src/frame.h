@@ -22,6 +22,7 @@ constexpr char kLostLineEnd = '\x18';
 constexpr uint8_t kMagicRequest[2] = {'T', 'Q'};       /* payload as is */
 constexpr uint8_t kMagicPackedRequest[2] = {'T', 'P'}; /* payload PackBits-packed */
 constexpr uint8_t kMagicResult[2] = {'T', 'R'};
+constexpr uint8_t kMagicOutputs[2] = {'T', 'O'};  /* a non-classifier's whole output tensor */
 constexpr uint8_t kMagicInfo[2] = {'T', 'I'};
 constexpr uint8_t kMagicError[2] = {'T', 'E'};
 constexpr uint8_t kVersion = 1;

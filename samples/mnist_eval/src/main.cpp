@@ -3,8 +3,9 @@
  *
  * On-device evaluation of the generated model: the host streams test images
  * over the console UART, one hex-encoded frame per line, and this app answers
- * each with the predicted class, the whole int8 output vector and the cycles
- * Invoke() took, so the host can compare them with host TFLM bit for bit.
+ * each with the whole int8 output tensor (and, for a classifier, the predicted
+ * class) and the cycles Invoke() took, so the host can compare them with host
+ * TFLM bit for bit.
  * Protocol: docs/protocol.md. Everything else on the console (boot banner,
  * TFLM messages) is plain text the host ignores.
  */
@@ -45,8 +46,17 @@ K_SEM_DEFINE(rx_ready, 0, 1);
 uint8_t frame_buffer[evalproto::kHeaderSize + evalproto::PackedBound(tinyml::kInputSize) +
 		     evalproto::kCrcSize];
 
-/* Longest reply: marker, hex of the info frame, newline, NUL. */
-char line[1 + 2 * 64 + 2];
+/*
+ * A classifier answers with a result frame (`TR`: class, scores); any other model (a generator's
+ * image, kOutputSize up to 65,535 bytes) with an outputs frame (`TO`: the whole output tensor).
+ */
+constexpr bool kClassScores = tinyml::kOutputSize == tinyml::kNumClasses && tinyml::kNumClasses <= 255;
+constexpr size_t kResultFrame = kClassScores ? 10 + tinyml::kNumClasses : 10 + tinyml::kOutputSize;
+uint8_t result_frame[kResultFrame + evalproto::kCrcSize];
+
+/* Longest reply: marker, hex of the info or result frame with its CRC, newline, NUL. */
+constexpr size_t kLongestFrame = (kResultFrame > 64 ? kResultFrame : 64) + evalproto::kCrcSize;
+char line[1 + 2 * kLongestFrame + 2];
 
 void Store(char c)
 {
@@ -148,16 +158,27 @@ void SendInfo(uint16_t seq, const ModelFacts& facts)
 	Send(evalproto::kReplyMarker, frame, 26);
 }
 
-void SendResult(uint16_t seq, const int8_t* scores, uint32_t cycles)
+void SendResult(uint16_t seq, const int8_t* outputs, uint32_t cycles)
 {
-	uint8_t frame[16 + tinyml::kNumClasses];
-	memcpy(frame, evalproto::kMagicResult, 2);
-	PutU16(frame + 2, seq);
-	frame[4] = (uint8_t)tinyml::ArgMax(scores);
-	frame[5] = (uint8_t)tinyml::kNumClasses;
-	memcpy(frame + 6, scores, tinyml::kNumClasses);
-	PutU32(frame + 6 + tinyml::kNumClasses, cycles);
-	Send(evalproto::kReplyMarker, frame, 10 + tinyml::kNumClasses);
+	uint8_t* frame = result_frame;
+	size_t size;
+	if constexpr (kClassScores) {
+		memcpy(frame, evalproto::kMagicResult, 2);
+		PutU16(frame + 2, seq);
+		frame[4] = (uint8_t)tinyml::ArgMax(outputs);
+		frame[5] = (uint8_t)tinyml::kNumClasses;
+		memcpy(frame + 6, outputs, tinyml::kNumClasses);
+		PutU32(frame + 6 + tinyml::kNumClasses, cycles);
+		size = 10 + tinyml::kNumClasses;
+	} else {
+		memcpy(frame, evalproto::kMagicOutputs, 2);
+		PutU16(frame + 2, seq);
+		PutU16(frame + 4, (uint16_t)tinyml::kOutputSize);
+		memcpy(frame + 6, outputs, tinyml::kOutputSize);
+		PutU32(frame + 6 + tinyml::kOutputSize, cycles);
+		size = 10 + tinyml::kOutputSize;
+	}
+	Send(evalproto::kReplyMarker, frame, size);
 }
 
 }  // namespace
