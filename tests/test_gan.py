@@ -59,12 +59,16 @@ def test_gan_spec_faults_are_named(tmp_path: Path, change, message: str) -> None
         load_spec(write(tmp_path, data))
 
 
-def test_quality_belongs_to_a_gan(tmp_path: Path) -> None:
+@pytest.mark.parametrize("overrides, message", [
+    ({"quality": {"classifier": "mnist"}}, "no 'model.generator'"),
+    ({"training": {"sample_every": 2}}, "'training.sample_every' is for a GAN"),
+    ({"acceptance": {"min_class_evenness": 0.9}}, "'acceptance.min_class_evenness' is for a GAN"),
+])
+def test_gan_keys_belong_to_a_gan(tmp_path: Path, overrides: dict, message: str) -> None:
     from conftest import spec_dict, write_spec
 
-    data = spec_dict(quality={"classifier": "mnist"})
-    with pytest.raises(SpecError, match="no 'model.generator'"):
-        load_spec(write_spec(tmp_path, data))
+    with pytest.raises(SpecError, match=re.escape(message)):
+        load_spec(write_spec(tmp_path, spec_dict(**overrides)))
 
 
 def test_generator_must_draw_the_data_sets_images(tmp_path: Path) -> None:

@@ -490,9 +490,15 @@ def _check_sections(doc: _Located, data: dict[str, Any]) -> None:
             if key not in data["acceptance"]:
                 raise SpecError(f"{doc.where('acceptance')}: a GAN's acceptance needs 'acceptance.{key}' "
                                 f"(a bar on the classifier's view of the generated images).")
-    elif "quality" in data:
-        raise SpecError(f"{doc.where('quality')}: 'quality' judges a GAN's generated images; this spec has no "
-                        f"'model.generator'. Remove the section.")
+    else:
+        if "quality" in data:
+            raise SpecError(f"{doc.where('quality')}: 'quality' judges a GAN's generated images; this spec has "
+                            f"no 'model.generator'. Remove the section.")
+        for key in ("training.sample_every", "acceptance.min_confident_percent", "acceptance.min_class_evenness"):
+            section, name = key.split(".")
+            if isinstance(data.get(section), dict) and name in data[section]:
+                raise SpecError(f"{doc.where(key)}: '{key}' is for a GAN ('model.generator'); this spec has "
+                                f"none. Remove it.")
     if ds is not None and ("name" in ds) == ("path" in ds):
         raise SpecError(f"{doc.where('dataset')}: 'dataset' needs exactly one of 'name' (a built-in set: mnist, "
                         f"fashion_mnist, cifar10, cifar100) or 'path' (an image folder or .npz).")
