@@ -102,9 +102,9 @@ def _eval_generator(args: argparse.Namespace, spec: Any, work: Path, tflite: byt
     from .session import Session
     from ..fileio import write_atomic
     from ..model.gan import grid_png, latent_vectors, to_pixels
-    from ..model.gan_pipeline import EVAL_SEED_OFFSET, dequantize, judge_pixels, quantize_latents
+    from ..model.gan_pipeline import EVAL_SEED_OFFSET, dequantize, judge_pixels
     from ..model.tflite_model import inspect_model
-    from ..model.verify import run_tflm
+    from ..model.verify import quantize_real, run_tflm
     from ..ui import RichUI
 
     if args.all:
@@ -113,7 +113,7 @@ def _eval_generator(args: argparse.Namespace, spec: Any, work: Path, tflite: byt
     if total <= 0:
         raise TinymlError("-n must be at least 1")
     model = inspect_model(tflite, tflite_path)
-    latents = quantize_latents(latent_vectors(total, spec.gan.latent_dim, spec.seed + EVAL_SEED_OFFSET),
+    latents = quantize_real(latent_vectors(total, spec.gan.latent_dim, spec.seed + EVAL_SEED_OFFSET),
                                model.input.scale, model.input.zero_point)
     link = _open_link(args, spec, work, console)
     try:
@@ -128,7 +128,7 @@ def _eval_generator(args: argparse.Namespace, spec: Any, work: Path, tflite: byt
     pixels = to_pixels(dequantize(device, model.output.scale, model.output.zero_point), spec).reshape(
         (-1,) + tuple(spec.input_shape))
     judgement = judge_pixels(spec, pixels, work, args.data_dir, RichUI(console))
-    captions = [f"{label}" if sure else f"{label}?" for label, sure in zip(judgement.labels, judgement.confident)]
+    captions = judgement.captions()
     grid = work / "eval-digits.png"
     grid_png(grid, pixels[:len(captions)], columns=10, captions=captions)
     report.extra = {"classifier": f"{judgement.confident_percent:.1f} % confident (>= {judgement.confidence:g}), "

@@ -192,10 +192,14 @@ def compare(outcome: StreamOutcome, indices: np.ndarray, labels: np.ndarray, tfl
         stream_seconds=outcome.seconds,
         images_per_second=len(positions) / outcome.seconds if outcome.seconds else 0.0,
         stats=outcome.stats.to_json(),
-        device={"model_bytes": info.model_size, "model_crc": f"0x{info.model_crc:04x}",
-                "arena_size": info.arena_size, "arena_used": info.arena_used,
-                "input_size": info.input_size, "classes": info.classes},
+        device={**device_facts(info), "classes": info.classes},
     )
+
+
+def device_facts(info: Info) -> dict[str, Any]:
+    """What the device said it runs (its info frame), for a report."""
+    return {"model_bytes": info.model_size, "model_crc": f"0x{info.model_crc:04x}", "arena_size": info.arena_size,
+            "arena_used": info.arena_used, "input_size": info.input_size}
 
 
 def host_references(tflite: bytes, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -307,8 +311,7 @@ def compare_outputs(outcome: StreamOutcome, tflm_outputs: np.ndarray, info: Info
         differing_elements=int(differs.sum()), output_size=size,
         cycles_mean=float(cycles.mean()) if len(cycles) else 0.0, cycles_per_second=info.cycles_per_second,
         stream_seconds=outcome.seconds, stats=outcome.stats.to_json(),
-        device={"model_bytes": info.model_size, "model_crc": f"0x{info.model_crc:04x}",
-                "arena_size": info.arena_size, "arena_used": info.arena_used, "input_size": info.input_size})
+        device=device_facts(info))
     return report, device
 
 

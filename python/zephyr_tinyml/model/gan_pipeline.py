@@ -25,18 +25,12 @@ from .pipeline import (BuildOptions, BuildResult, StageTime, UI, _Timer, _cache_
                        trained_classifier)
 from .spec import Spec, check_layers, load_spec, resolve_spec_path
 from .tflite_model import count_macs, inspect_model
-from .verify import METHOD as VERIFY_METHOD, Verification, describe_divergence, run_tflm, verify_outputs
+from .verify import METHOD as VERIFY_METHOD, Verification, describe_divergence, quantize_real, run_tflm, verify_outputs
 
 RECIPE = "gan-generator-int8-batch1-per-tensor-dense-v1"
 EVAL_SEED_OFFSET = 5  # `tinyml eval`'s latent vectors: seed + 5 (training +0, representative +1, grid +2,
                       # verify/quality +3, embedded test vectors +4)
 VERIFY_VECTORS = 1000  # latent vectors host TFLM and the TFLite reference kernels must agree on, bit for bit
-
-
-def quantize_latents(latents: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """Float latent vectors -> the generator's int8 input (round half to even, clipped), as the host feeds it."""
-    q = np.round(latents / np.float32(scale)) + zero_point
-    return np.clip(q, -128, 127).astype(np.int8)
 
 
 def to_int8_generator(spec: Spec, generator: Any) -> bytes:
@@ -106,7 +100,7 @@ def build_gan(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
 
     # Latent vectors for verification and judging are drawn apart from training's and the representative set's.
     judged = latent_vectors(max(gan.quality_samples, VERIFY_VECTORS), gan.latent_dim, spec.seed + 3)
-    judged_q = quantize_latents(judged, info.input.scale, info.input.zero_point)
+    judged_q = quantize_real(judged, info.input.scale, info.input.zero_point)
     verify_key = _key("verify-gan", sha256_bytes(tflite), str(spec.seed), str(VERIFY_VECTORS), versions,
                       VERIFY_METHOD)
     verify_dir = cache / f"verify-{verify_key}"
@@ -163,7 +157,7 @@ def build_gan(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
 def test_vectors(spec: Spec, tflite: bytes, info: Any) -> TestVectors:
     """``codegen.test_images`` seeded latent vectors (the device's self test) with host TFLM's images."""
     assert spec.gan is not None
-    latents = quantize_latents(latent_vectors(spec.test_images, spec.gan.latent_dim, spec.seed + 4),
+    latents = quantize_real(latent_vectors(spec.test_images, spec.gan.latent_dim, spec.seed + 4),
                                info.input.scale, info.input.zero_point)
     outputs = run_tflm(tflite, latents).reshape(len(latents), -1)
     return TestVectors(latents, outputs, None, None,
@@ -247,6 +241,4 @@ def _write_outputs(spec: Spec, work: Path, train_dir: Path, tflite: bytes, histo
         write_if_changed(work / "samples" / png.name, png.read_bytes())
     training_curve(history, work / "training.png", f"{spec.name}: adversarial training")
     images = dequantize(run_tflm(tflite, grid_q), info.output.scale, info.output.zero_point)
-    j = quality["int8"]
-    captions = [f"{label}" if sure else f"{label}?" for label, sure in zip(j.labels, j.confident)]
-    grid_png(work / "int8_digits.png", to_pixels(images, spec), captions=captions)
+    grid_png(work / "int8_digits.png", to_pixels(images, spec), captions=quality["int8"].captions())

@@ -38,6 +38,10 @@ class Judgement:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def captions(self) -> list[str]:
+        """A grid caption per labelled image: the label, with '?' when the classifier is not confident."""
+        return [f"{label}" if sure else f"{label}?" for label, sure in zip(self.labels, self.confident)]
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Judgement":
         return cls(**data)

@@ -65,8 +65,13 @@ class Verification:
 
 def quantize_input(images: np.ndarray, spec: Spec, info: ModelInfo) -> np.ndarray:
     """Raw uint8 images -> the model's int8 input, exactly as the firmware must do it."""
-    real = normalize(images, spec.norm_scale, spec.norm_offset)
-    q = np.round(real / np.float32(info.input.scale)) + info.input.zero_point
+    return quantize_real(normalize(images, spec.norm_scale, spec.norm_offset), info.input.scale,
+                         info.input.zero_point)
+
+
+def quantize_real(real: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Real values -> int8 with a tensor's scale and zero point (round half to even, clipped)."""
+    q = np.round(real / np.float32(scale)) + zero_point
     return np.clip(q, -128, 127).astype(np.int8)
 
 
