@@ -12,8 +12,12 @@ from zephyr_tinyml.firmware.build import FirmwareError, kernels_args
 
 def test_kernel_choice_replaces_the_other_one_in_a_build_folder() -> None:
     assert kernels_args(None) == ()
-    assert kernels_args("reference") == ("-UCONFIG_TINYML_KERNELS_CMSIS_NN", "-DCONFIG_TINYML_KERNELS_REFERENCE=y")
-    assert kernels_args("cmsis-nn") == ("-UCONFIG_TINYML_KERNELS_REFERENCE", "-DCONFIG_TINYML_KERNELS_CMSIS_NN=y")
+    assert kernels_args("reference") == ("-UCONFIG_TINYML_CMSIS_NN_DSP_PATHS", "-UCONFIG_TINYML_KERNELS_CMSIS_NN",
+                                         "-DCONFIG_TINYML_KERNELS_REFERENCE=y")
+    assert kernels_args("cmsis-nn") == ("-UCONFIG_TINYML_CMSIS_NN_DSP_PATHS", "-UCONFIG_TINYML_KERNELS_REFERENCE",
+                                        "-DCONFIG_TINYML_KERNELS_CMSIS_NN=y")
+    assert kernels_args("cmsis-nn-dsp") == ("-UCONFIG_TINYML_KERNELS_REFERENCE", "-DCONFIG_TINYML_KERNELS_CMSIS_NN=y",
+                                            "-DCONFIG_TINYML_CMSIS_NN_DSP_PATHS=y")
     with pytest.raises(FirmwareError, match="unknown kernels 'fast'"):
         kernels_args("fast")
 
@@ -30,3 +34,16 @@ def test_table_counts_instructions_and_time_at_the_clock() -> None:
     data = json.loads(render(rows, "json"))
     assert data[0]["instructions"] == 2_515_781 and data[1]["arena_used"] == 0
     assert render(rows, "text").splitlines()[0].split()[:3] == ["model", "board", "kernels"]
+
+
+def test_instructions_come_from_the_devices_calibration() -> None:
+    """Cycles become instructions by the calibration loop's ratio, not by the clock Zephyr assumes:
+    QEMU's mps3-an547 counts 32 MHz where Zephyr says 25, so µs / 0.064 would be 28 % high."""
+    from zephyr_tinyml.firmware.bench import instructions_per_inference
+
+    summary = {"cycles_per_inference": 1_300_000, "calibration_cycles": 500_000,
+               "calibration_instructions": 1_000_000}
+    assert instructions_per_inference(summary) == 2_600_000
+    # A run without the calibration (an app of an older version, or no icount): no figure, not a guess.
+    assert instructions_per_inference({"cycles_per_inference": 1_300_000, "us_per_inference": 52_000}) == 0
+    assert instructions_per_inference(summary | {"calibration_cycles": 0}) == 0

@@ -165,9 +165,12 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     p_build.add_argument("--run", action="store_true",
                          help="run the firmware after building (QEMU boards); the smallest arena the device could "
                               "allocate the model in is recorded and the app rebuilt with it (+1 %%)")
-    p_build.add_argument("--kernels", choices=("cmsis-nn", "reference"),
+    from .firmware.build import KERNEL_CHOICES
+
+    p_build.add_argument("--kernels", choices=tuple(KERNEL_CHOICES),
                          help="TFLM kernels (default: CMSIS-NN on Cortex-M when the workspace has the cmsis-nn "
-                              "module, else the reference kernels)")
+                              "module, else the reference kernels; cmsis-nn-dsp: CMSIS-NN's DSP paths on "
+                              "mps3_an547's Cortex-M55, which measures their arena for DSP boards QEMU cannot run)")
     p_build.add_argument("--no-firmware", action="store_true",
                          help="stop after generating sources (no Zephyr needed)")
     p_build.set_defaults(func=cmd_build)

@@ -1,16 +1,20 @@
 """``tinyml bench``: model x board x kernels -> flash, RAM, arena, instructions; a table, not a timed test.
 
-Each configuration is built (its own build folder, so switching kernels never mixes two
-configurations) and, on a QEMU board, run once with the self test; the arena the device used is
+Each configuration is built (one folder per app x board x kernels, so switching kernels never
+mixes two configurations, while the models one app runs share it and only their own files are
+recompiled) and, on a QEMU board, run once with the self test; the arena the device used is
 recorded in the model's generated folder as ``tinyml build --run`` does (see ``model/arena.py``).
 
 How instructions are counted: the samples run QEMU with icount (``CONFIG_QEMU_ICOUNT``, shift 6),
-where every guest instruction advances the emulated clock by 2^6 = 64 ns. The self test times
-inference with the kernel's cycle counter, so microseconds per inference / 0.064 is the number of
-instructions executed: deterministic, the same on every host. It is not a real pipeline's cycle
-count (no wait states, no pipeline stalls, every instruction one "cycle"). The µs column divides it
-by the board's configured clock (``CONFIG_SYS_CLOCK_HW_CYCLES_PER_SEC``): one instruction per cycle,
-a lower bound for a real part. A board QEMU cannot run (nucleo_f446re) gets sizes only.
+where every guest instruction advances the emulated clock by 2^6 = 64 ns, so the cycles the self
+test counts around ``Invoke()`` are proportional to instructions executed: deterministic, the same
+on every host. The ratio comes from the self test's calibration loop (a known number of
+instructions timed with the same counter), not from the clock Zephyr assumes for the board, which
+QEMU does not always use (mps2_an521: Zephyr 25 MHz, QEMU 20 MHz; mps3_an547: 25 vs 32 MHz; there
+µs / 0.064 would be off by 20 % and 28 %). Instructions are not a real pipeline's cycles (no wait
+states, no stalls, every instruction one "cycle"). The µs column divides them by the board's
+configured clock (``CONFIG_SYS_CLOCK_HW_CYCLES_PER_SEC``): one instruction per cycle, a lower
+bound for a real part. A board QEMU cannot run (nucleo_f446re) gets sizes only.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ from .build import SAMPLE_APP, build_app, build_config, kernels_args, run_measur
 
 DEFAULT_BOARDS = ("qemu_cortex_m3", "mps2_an521", "mps3_an547", "qemu_cortex_m0", "qemu_cortex_a9", "nucleo_f446re")
 DEFAULT_KERNELS = ("reference", "cmsis-nn")
-NS_PER_INSTRUCTION = {6: 64.0}   # icount shift -> ns per instruction (2^shift)
 
 
 @dataclass
@@ -54,9 +57,9 @@ class BenchRow:
 def add_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench", help="build and run models on boards with both kernel sets; print flash, RAM, arena, instructions",
-        description="For each model x board x kernels: build (build/bench/<model>/<board>-<kernels>), run the "
+        description="For each model x board x kernels: build (build/bench/<app>/<board>-<kernels>), run the "
                     "self test on QEMU boards, and print one table: flash, RAM, tensor arena (allocated / needed on "
-                    "the device), instructions per inference (QEMU icount: µs / 0.064; not a real pipeline's "
+                    "the device), instructions per inference (QEMU icount, calibrated on the device; not a real pipeline's "
                     "cycles) and µs at the board's clock (1 instruction per cycle). The models must have been "
                     "generated first (`tinyml build <model> --no-firmware`).")
     p.add_argument("models", nargs="*", default=["mnist"], help="models in models/ or spec paths (default: mnist)")
@@ -80,7 +83,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         app = Path(spec.app_dir) if spec.app_dir else SAMPLE_APP
         for board in [b for b in args.boards.split(",") if b]:
             for kernels in [k for k in args.kernels.split(",") if k]:
-                build_dir = Path(args.build_root) / spec.name / f"{board}-{kernels}"
+                # One folder per app x board x kernels, shared by the models that app runs: switching
+                # models there recompiles the model's files, not TFLM (zephyr/CMakeLists.txt).
+                build_dir = Path(args.build_root) / app.name / f"{board}-{kernels}"
                 with console.status(f"{spec.name} on {board}, {kernels} kernels: building in {build_dir}"):
                     rows.append(bench_one(spec, app, board, kernels, build_dir, console))
                 row = rows[-1]
@@ -105,22 +110,21 @@ def bench_one(spec: Any, app: Path, board: str, kernels: str, build_dir: Path, c
         row.note = "build failed: " + str(err).splitlines()[0][:120]
         return row
     config = build_config(build_dir)
-    if kernels == "cmsis-nn" and config.get("CONFIG_TENSORFLOW_LITE_MICRO_CMSIS_NN_KERNELS") != "y":
+    if kernels.startswith("cmsis-nn") and config.get("CONFIG_TENSORFLOW_LITE_MICRO_CMSIS_NN_KERNELS") != "y":
         row.note = "no CMSIS-NN for this CPU: reference kernels"
         row.kernels = "reference"
     row.clock_hz = int(config.get("CONFIG_SYS_CLOCK_HW_CYCLES_PER_SEC", "0") or 0)
     if config.get("CONFIG_QEMU_TARGET") != "y":   # as is_qemu_build(), from the config read above
         row.note = row.note or "not a QEMU board: sizes only"
     else:
-        _run(row, app, board, build_dir, folder, config, console)
+        _run(row, app, board, build_dir, folder, console)
     # After the run, which may have rebuilt the image with the measured arena: that image's sizes.
     report = region_report(elf, build_dir / "zephyr" / "zephyr.map", model_dir=folder)
     row.flash, row.ram = report.flash, report.ram
     return row
 
 
-def _run(row: BenchRow, app: Path, board: str, build_dir: Path, folder: Path, config: dict[str, str],
-         console: Any) -> None:
+def _run(row: BenchRow, app: Path, board: str, build_dir: Path, folder: Path, console: Any) -> None:
     """Run a QEMU build's self test (recording its arena) into ``row``; a failed run is a note, not the end."""
     try:
         _, summary = run_measuring_arena(app, board, build_dir, folder, console)
@@ -131,11 +135,24 @@ def _run(row: BenchRow, app: Path, board: str, build_dir: Path, folder: Path, co
     row.arena_size, row.arena_used = int(summary.get("arena_size", 0)), int(summary.get("arena_used", 0))
     row.arena_needed = int(summary.get("arena_needed", 0))
     row.correct = f"{summary.get('correct', 0)}/{summary.get('images', 0)}"
-    shift = int(config.get("CONFIG_QEMU_ICOUNT_SHIFT", "0") or 0) if config.get("CONFIG_QEMU_ICOUNT") == "y" else 0
-    if shift in NS_PER_INSTRUCTION:
-        row.instructions = round(int(summary.get("us_per_inference", 0)) * 1000 / NS_PER_INSTRUCTION[shift])
-    else:
-        row.note = "no QEMU icount (shift 6) in this build: no instruction count"
+    row.instructions = instructions_per_inference(summary)
+    if not row.instructions:
+        row.note = "no QEMU icount calibration in this run: no instruction count"
+
+
+def instructions_per_inference(summary: dict[str, Any]) -> int:
+    """Instructions per inference from a QEMU icount run's SUMMARY fields; 0 without a calibration.
+
+    Under icount the cycle counter advances in proportion to instructions executed, at the clock
+    QEMU gives the board; the self test's calibration loop (a known number of instructions, timed
+    with the same counter) gives the ratio, whatever clock Zephyr assumes for the board.
+    """
+    cycles, calibration = summary.get("cycles_per_inference"), summary.get("calibration_cycles")
+    instructions = summary.get("calibration_instructions")
+    if not (isinstance(cycles, int) and isinstance(calibration, int) and isinstance(instructions, int)
+            and calibration > 0):
+        return 0
+    return round(cycles * instructions / calibration)
 
 
 def render(rows: list[BenchRow], fmt: str) -> str:

@@ -202,7 +202,13 @@ def build_step(spec: Any, result: Any, args: Any, console: Any) -> int:
     return status
 
 
-KERNEL_CHOICES = {"cmsis-nn": "CONFIG_TINYML_KERNELS_CMSIS_NN", "reference": "CONFIG_TINYML_KERNELS_REFERENCE"}
+# --kernels -> the Kconfig symbols it sets (zephyr/Kconfig). "cmsis-nn-dsp" runs CMSIS-NN's DSP
+# paths on a Cortex-M55 (mps3_an547), the one QEMU core of Zephyr 3.4 with the DSP extension.
+KERNEL_CHOICES = {
+    "cmsis-nn": ("CONFIG_TINYML_KERNELS_CMSIS_NN",),
+    "cmsis-nn-dsp": ("CONFIG_TINYML_KERNELS_CMSIS_NN", "CONFIG_TINYML_CMSIS_NN_DSP_PATHS"),
+    "reference": ("CONFIG_TINYML_KERNELS_REFERENCE",),
+}
 
 
 def kernels_args(kernels: str | None) -> tuple[str, ...]:
@@ -215,9 +221,10 @@ def kernels_args(kernels: str | None) -> tuple[str, ...]:
         return ()
     if kernels not in KERNEL_CHOICES:
         raise FirmwareError(f"unknown kernels {kernels!r}: choose one of {', '.join(KERNEL_CHOICES)}")
-    # A build folder keeps CONFIG_ values given on an earlier command line: drop the other choice.
-    return tuple(f"-U{symbol}" for name, symbol in KERNEL_CHOICES.items() if name != kernels) + (
-        f"-D{KERNEL_CHOICES[kernels]}=y",)
+    chosen = KERNEL_CHOICES[kernels]
+    # A build folder keeps CONFIG_ values given on an earlier command line: drop the other choices'.
+    others = sorted({symbol for symbols in KERNEL_CHOICES.values() for symbol in symbols} - set(chosen))
+    return tuple(f"-U{symbol}" for symbol in others) + tuple(f"-D{symbol}=y" for symbol in chosen)
 
 
 def run_measuring_arena(app_dir: Path, board: str, build_dir: Path, folder: Path,

@@ -30,6 +30,28 @@ int FirstDifference(const int8_t* got, const int8_t* want)
 	return -1;
 }
 
+#if defined(CONFIG_QEMU_ICOUNT) && defined(__arm__)
+/*
+ * Under QEMU icount every instruction takes 2^shift ns of emulated time, so the
+ * cycle counter measures instructions, but it runs at the clock QEMU gives the
+ * board, which need not be the one Zephyr assumes (QEMU's mps2-an521 runs at
+ * 20 MHz and its mps3-an547 at 32 MHz; Zephyr 3.4 configures 25 MHz for both),
+ * and then microseconds / 0.064 would be off by that ratio. So the self test
+ * times a loop of a known number of instructions (SUBS + BNE per pass) and
+ * prints both figures: the host turns cycles into instructions with them.
+ */
+constexpr uint32_t kCalibrationPasses = 500000;
+constexpr uint32_t kCalibrationInstructions = 2 * kCalibrationPasses;
+
+uint32_t CalibrationCycles()
+{
+	uint32_t passes = kCalibrationPasses;
+	const uint32_t start = k_cycle_get_32();
+	__asm__ volatile("1: subs %0, %0, #1\n\tbne 1b" : "+l"(passes) : : "cc");
+	return k_cycle_get_32() - start;
+}
+#endif
+
 /*
  * Test input n into the input tensor: PackBits-expanded (a header byte h < 128
  * is followed by h + 1 literal bytes, h >= 128 by one byte repeated h - 125
@@ -131,11 +153,19 @@ int RunSelfTest()
 #endif
 
 	const uint64_t per_inference = cycles / kNumTests;
+#if defined(CONFIG_QEMU_ICOUNT) && defined(__arm__)
+	const uint32_t calibration_cycles = CalibrationCycles();  /* before the line: printed whole */
+#endif
 	printk("SUMMARY correct=%d/%d arena_used=%u arena_size=%u cycles_per_inference=%u "
-	       "us_per_inference=%u kernels=%s arena_needed=%u\n",
+	       "us_per_inference=%u kernels=%s arena_needed=%u",
 	       correct, kNumTests, (unsigned)arena_used, (unsigned)kTensorArenaSize,
 	       (unsigned)per_inference, (unsigned)k_cyc_to_us_floor64(per_inference), kKernelsName,
 	       (unsigned)arena_needed);
+#if defined(CONFIG_QEMU_ICOUNT) && defined(__arm__)
+	printk(" calibration_cycles=%u calibration_instructions=%u", (unsigned)calibration_cycles,
+	       (unsigned)kCalibrationInstructions);
+#endif
+	printk("\n");
 
 	if (correct != kNumTests) {
 		return Fail("test inputs differ from host TFLM");
