@@ -105,6 +105,26 @@ def test_late_reply_is_used_once(host, model, inputs) -> None:
     assert session.stats.stale_replies == 1
 
 
+def test_adaptive_timeout_waits_for_a_slow_model(host, model, inputs) -> None:
+    """No --timeout: a model slower than the fixed 5 s default (a generator on a 12 MHz M3) is waited
+    for, not retried: the first inference gets the boot timeout, later ones 4x the slowest reply."""
+    slow = inputs[:3]
+    faults = Faults(late={seq: {1} for seq in range(1, 4)}, late_seconds=0.7)
+    device = ReferenceDevice(host, 784, 10, model, faults)
+    try:
+        session = Session(device.link, timeout=None, retries=0, first_timeout=2.0)
+        session.handshake(boot_timeout=5)
+        assert session.attempt_timeout() == 2.0
+        outcome = stream(session, slow)
+    finally:
+        device.close()
+    check_accounting(outcome, host, slow)
+    assert len(outcome.results) == 3 and session.stats.timeouts == 0 and session.stats.retries == 0
+    assert 0.7 <= session.slowest < 2.0 and session.attempt_timeout() == 5.0    # max(5 s, 4 x ~0.7 s)
+    session.slowest = 3.0
+    assert session.attempt_timeout() == 12.0
+
+
 def test_image_that_never_succeeds_is_reported_failed(host, model, inputs) -> None:
     faults = Faults(drop={6: {1, 2, 3}})
     _, outcome, _ = run(host, model, inputs, faults, timeout=0.2)

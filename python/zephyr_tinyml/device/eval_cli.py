@@ -46,7 +46,9 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--generated-dir", metavar="DIR", help="model sources to compile in (default: the spec's "
                                                           "codegen.output_dir, where `tinyml build` wrote them)")
     p.add_argument("--data-dir", metavar="DIR", help="folder with the MNIST files (as for `tinyml build`)")
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each reply (default: 5)")
+    p.add_argument("--timeout", type=float, help="seconds to wait for each reply (default: adapt to the model: "
+                                                 "the first inference waits --boot-timeout, later ones 4x the "
+                                                 "slowest reply so far, at least 5 s)")
     p.add_argument("--retries", type=int, default=3, help="resends of a frame before it counts as failed "
                                                           "(default: 3)")
     p.add_argument("--boot-timeout", type=float, default=30.0,
@@ -117,7 +119,7 @@ def _eval_generator(args: argparse.Namespace, spec: Any, work: Path, tflite: byt
                                model.input.scale, model.input.zero_point)
     link = _open_link(args, spec, work, console)
     try:
-        session = Session(link, timeout=args.timeout, retries=args.retries)
+        session = Session(link, timeout=args.timeout, retries=args.retries, first_timeout=args.boot_timeout)
         with console.status(f"waiting for the device on {link.description}"):
             info = session.handshake(args.boot_timeout)
         check_device_model(info, tflite, latents.shape[1], model.output.shape[-1], str(tflite_path))
@@ -164,11 +166,14 @@ def _open_link(args: argparse.Namespace, spec: Any, work: Path, console: Any) ->
 
 def _run(args: argparse.Namespace, spec: Any, tflite: bytes, tflite_path: Path, data: Any, total: int,
          link: Any, console: Any) -> Any:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     import numpy as np
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
-    from .evaluate import check_device_model, compare, host_references, stream
+    from .evaluate import check_device_model, compare, stream
     from .session import Session
     from ..model.tflite_model import inspect_model
     from ..model.verify import quantize_input
@@ -176,32 +181,51 @@ def _run(args: argparse.Namespace, spec: Any, tflite: bytes, tflite_path: Path, 
     info_model = inspect_model(tflite, tflite_path)
     indices = np.arange(total)
     inputs = quantize_input(data.x_test[:total], spec, info_model).reshape(total, -1)
-    session = Session(link, timeout=args.timeout, retries=args.retries)
-    with console.status(f"waiting for the device on {link.description}"):
-        info = session.handshake(args.boot_timeout)
-    check_device_model(info, tflite, inputs.shape[1], info_model.output.shape[-1], str(tflite_path))
+    # The host's side (host TFLM, TFLite and the float model on the same images; TensorFlow's import
+    # alone takes seconds) runs in a process of its own while the device answers, so the whole run
+    # takes about as long as the streaming. A fresh interpreter ("spawn"): forking one that runs
+    # threads (QEMU's reader, rich's refresh) is unsafe.
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        host = pool.submit(_host_side, tflite, inputs.reshape((total, *info_model.input.shape[1:])),
+                           tflite_path.with_suffix(".keras"), spec.norm_scale, spec.norm_offset,
+                           data.x_test[:total])
+        session = Session(link, timeout=args.timeout, retries=args.retries, first_timeout=args.boot_timeout)
+        with console.status(f"waiting for the device on {link.description}"):
+            info = session.handshake(args.boot_timeout)
+        check_device_model(info, tflite, inputs.shape[1], info_model.output.shape[-1], str(tflite_path))
 
-    columns = (TextColumn("  device"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-               TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("device", total=total, info="")
+        columns = (TextColumn("  device"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                   TimeElapsedColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("device", total=total, info="")
 
-        def advance(done: int, _total: int, failed: int) -> None:
-            progress.update(task, completed=done, info=f"{failed} failed" if failed else "")
-            if not console.is_terminal and (done % 1000 == 0 or done == total):
-                console.print(f"  device: {done:,}/{total:,} images, {failed} failed")  # logs and CI
+            def advance(done: int, _total: int, failed: int) -> None:
+                progress.update(task, completed=done, info=f"{failed} failed" if failed else "")
+                if not console.is_terminal and (done % 1000 == 0 or done == total):
+                    console.print(f"  device: {done:,}/{total:,} images, {failed} failed")  # logs and CI
 
-        outcome = stream(session, inputs, advance)
+            outcome = stream(session, inputs, advance)
 
-    with console.status("host TFLM and TFLite on the same images"):
-        tflm, tflite_out = host_references(tflite, inputs.reshape((total, *info_model.input.shape[1:])))
-        float_pred = _float_predictions(tflite_path.with_suffix(".keras"), spec, data.x_test[:total])
+        with console.status("host TFLM and TFLite on the same images"):
+            tflm, tflite_out, float_pred = host.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     labels = data.y_test[:total]
     return compare(outcome, indices, labels, tflm, tflite_out, float_pred, info, spec.labels, args.board,
                    link.description)
 
 
-def _float_predictions(keras_path: Path, spec: Any, images: Any) -> Any:
+def _host_side(tflite: bytes, inputs: Any, keras_path: Path, norm_scale: float, norm_offset: float,
+               images: Any) -> tuple[Any, Any, Any]:
+    """Host TFLM's and TFLite's int8 outputs and the float model's predictions (in the worker process)."""
+    from .evaluate import host_references
+
+    tflm, tflite_out = host_references(tflite, inputs)
+    return tflm, tflite_out, _float_predictions(keras_path, norm_scale, norm_offset, images)
+
+
+def _float_predictions(keras_path: Path, norm_scale: float, norm_offset: float, images: Any) -> Any:
     """Predictions of the float Keras model the pipeline saved next to the .tflite, if it did."""
     if not keras_path.is_file():
         return None
@@ -210,8 +234,7 @@ def _float_predictions(keras_path: Path, spec: Any, images: Any) -> Any:
     from ..model.data import normalize
 
     model = keras.models.load_model(keras_path)
-    return model.predict(normalize(images, spec.norm_scale, spec.norm_offset), batch_size=1000,
-                         verbose=0).argmax(axis=1)
+    return model.predict(normalize(images, norm_scale, norm_offset), batch_size=1000, verbose=0).argmax(axis=1)
 
 
 def _write_outputs(report: Any, work: Path, name: str) -> None:

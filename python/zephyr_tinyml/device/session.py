@@ -21,6 +21,8 @@ from .protocol import (ErrorReply, FrameError, Info, Result, SEQ_LIMIT, UNKNOWN_
 
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_RETRIES = 3
+FIRST_TIMEOUT = 30.0     # adaptive timeout: before the first inference reply
+ADAPTIVE_FACTOR = 4.0    # adaptive timeout: times the slowest reply so far
 
 
 class DeviceError(TinymlError):
@@ -63,13 +65,19 @@ class LinkStats:
 class Session:
     """Strict request/response: one outstanding request, resent with the same sequence number.
 
-    ``timeout`` bounds each attempt; ``retries`` bounds the attempts after the first.
+    ``timeout`` bounds each attempt; ``retries`` bounds the attempts after the first. A ``timeout``
+    of None adapts to the model: an inference takes from microseconds to seconds (a generator on
+    a 12 MHz Cortex-M3: 4.5 s), so until the first result arrives an attempt waits
+    ``first_timeout``, afterwards ``ADAPTIVE_FACTOR`` times the slowest reply so far, at least
+    ``DEFAULT_TIMEOUT``.
     """
 
-    def __init__(self, link: Link, timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
-                 console_tail: int = 50):
+    def __init__(self, link: Link, timeout: float | None = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
+                 console_tail: int = 50, first_timeout: float = FIRST_TIMEOUT):
         self.link = link
         self.timeout = timeout
+        self.first_timeout = first_timeout
+        self.slowest = 0.0          # seconds, the slowest inference reply so far
         self.retries = retries
         self.stats = LinkStats()
         self.console: deque[str] = deque(maxlen=console_tail)  # last non-protocol lines, for error messages
@@ -83,11 +91,11 @@ class Session:
     def request(self, payload: bytes | np.ndarray = b"", timeout: float | None = None,
                 retries: int | None = None) -> Exchange:
         """Send ``payload`` (empty: info request) until a matching reply comes or attempts run out."""
-        timeout = self.timeout if timeout is None else timeout
+        want = Info if len(payload) == 0 else Result
+        timeout = self.attempt_timeout() if timeout is None else timeout
         retries = self.retries if retries is None else retries
         seq = self.next_seq()
         line = request_line(seq, payload)
-        want = Info if len(payload) == 0 else Result
         exchange = Exchange(seq, None, 0)
         self.stats.requests += 1
         for attempt in range(retries + 1):
@@ -96,12 +104,23 @@ class Session:
             exchange.attempts += 1
             self.stats.frames_sent += 1
             self.link.write_line(line)
+            sent = time.monotonic()
             reply, problem = self._await(seq, want, timeout)
             if reply is not None:
                 exchange.reply = reply
+                if want is Result:
+                    self.slowest = max(self.slowest, time.monotonic() - sent)
                 return exchange
             exchange.problems.append(f"attempt {attempt + 1}: {problem}")
         return exchange
+
+    def attempt_timeout(self) -> float:
+        """Seconds one attempt waits: the fixed ``timeout``, or the adaptive one (see the class)."""
+        if self.timeout is not None:
+            return self.timeout
+        if not self.slowest:
+            return self.first_timeout
+        return max(DEFAULT_TIMEOUT, ADAPTIVE_FACTOR * self.slowest)
 
     def _await(self, seq: int, want: type, timeout: float) -> tuple[Result | Info | None, str]:
         """Read until the reply to ``seq``, a rejection of it, a damaged reply, or the deadline."""
