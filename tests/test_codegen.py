@@ -141,6 +141,15 @@ def test_device_arena_is_recorded_per_kernel_build_and_regenerates_identically(t
     assert record_device_arena(out, "cmsis-nn", 704, 690, "qemu_cortex_m3")
     assert not record_device_arena(out, "cmsis-nn", 704, 690, "qemu_cortex_m3")     # nothing new
     assert record_device_arena(out, "cmsis-nn-dsp", 720, 700, "mps2_an521")
+    # Another board of the same kernel build: one needing no more keeps the recorded arena and its
+    # board (the sources do not depend on the order boards ran in); one needing more replaces it;
+    # the recorded board's own new figure replaces it.
+    assert not record_device_arena(out, "cmsis-nn", 704, 690, "qemu_cortex_m0")
+    assert not record_device_arena(out, "cmsis-nn-dsp", 688, 680, "mps3_an547")
+    assert "on mps2_an521" in (out / "model_arena.h").read_text()
+    assert record_device_arena(out, "cmsis-nn-dsp", 736, 720, "mps3_an547")
+    assert "AllocateTensors() needs 736 bytes on mps3_an547" in (out / "model_arena.h").read_text()
+    assert record_device_arena(out, "cmsis-nn-dsp", 720, 700, "mps3_an547")
     header = (out / "model_arena.h").read_text()
     assert "#if TINYML_POINTERS_32BIT && TINYML_KERNELS == TINYML_KERNELS_CMSIS_NN\n" in header
     assert "#elif TINYML_POINTERS_32BIT && TINYML_KERNELS == TINYML_KERNELS_CMSIS_NN_DSP\n" in header

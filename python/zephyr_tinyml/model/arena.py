@@ -177,7 +177,13 @@ def record_device_arena(folder: Path, kernels: str, needed: int, used: int, boar
     if needed < used or needed % 16:
         raise TinymlError(f"the firmware reported arena_needed={needed} with arena_used={used}: the needed size "
                           f"is a multiple of 16 and at least the used bytes; rebuild the app with this version's runtime")
-    if device.get(kernels) == DeviceArena(needed, used, board):
+    previous = device.get(kernels)
+    if previous == DeviceArena(needed, used, board):
+        return False
+    if previous is not None and previous.board != board and previous.needed >= needed:
+        # One arena per kernel build serves every board of that build: another board's run
+        # that needs no more keeps the recorded one (and the sources unchanged, whatever the
+        # order boards ran in); one that needs more replaces it.
         return False
     device[kernels] = DeviceArena(needed, used, board)
     facts["arena"] = arena_facts(arena["host_measured_bytes"], arena["host_margin_percent"],
