@@ -10,8 +10,8 @@ where every guest instruction advances the emulated clock by 2^6 = 64 ns, so the
 test counts around ``Invoke()`` are proportional to instructions executed: deterministic, the same
 on every host. The ratio comes from the self test's calibration loop (a known number of
 instructions timed with the same counter), not from the clock Zephyr assumes for the board, which
-QEMU does not always use (mps2_an521: Zephyr 25 MHz, QEMU 20 MHz; mps3_an547: 25 vs 32 MHz; there
-µs / 0.064 would be off by 20 % and 28 %). Instructions are not a real pipeline's cycles (no wait
+QEMU does not always use (qemu_cortex_m3: Zephyr 12 MHz, QEMU 12.5 MHz; mps2_an521: 25 vs 20 MHz;
+mps3_an547: 25 vs 32 MHz; there µs / 0.064 is 4 % high, 20 % low and 28 % high). Instructions are not a real pipeline's cycles (no wait
 states, no stalls, every instruction one "cycle"). The µs column divides them by the board's
 configured clock (``CONFIG_SYS_CLOCK_HW_CYCLES_PER_SEC``): one instruction per cycle, a lower
 bound for a real part. A board QEMU cannot run (nucleo_f446re) gets sizes only.

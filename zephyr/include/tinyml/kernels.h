@@ -29,6 +29,13 @@
 #define TINYML_KERNELS TINYML_KERNELS_REFERENCE
 #endif
 
+/* CONFIG_TINYML_CMSIS_NN_DSP_PATHS: every file that includes this one must have
+ * been compiled without Helium (zephyr/CMakeLists.txt adds -mcpu=cortex-m55+nomve
+ * to the runtime's, the app's, TFLM's and CMSIS-NN's sources). */
+#if defined(CONFIG_TINYML_CMSIS_NN_DSP_PATHS) && TINYML_KERNELS != TINYML_KERNELS_CMSIS_NN_DSP
+#error "CONFIG_TINYML_CMSIS_NN_DSP_PATHS, but this file was compiled for Helium: add its target to the list in zephyr/CMakeLists.txt"
+#endif
+
 /* Arena layouts measured on a 32-bit device hold for 32-bit pointers only. */
 #define TINYML_POINTERS_32BIT (UINTPTR_MAX == 0xFFFFFFFFu)
 

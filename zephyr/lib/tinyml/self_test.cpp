@@ -34,9 +34,10 @@ int FirstDifference(const int8_t* got, const int8_t* want)
 /*
  * Under QEMU icount every instruction takes 2^shift ns of emulated time, so the
  * cycle counter measures instructions, but it runs at the clock QEMU gives the
- * board, which need not be the one Zephyr assumes (QEMU's mps2-an521 runs at
- * 20 MHz and its mps3-an547 at 32 MHz; Zephyr 3.4 configures 25 MHz for both),
- * and then microseconds / 0.064 would be off by that ratio. So the self test
+ * board, which need not be the one Zephyr assumes (QEMU's lm3s6965evb runs at
+ * 12.5 MHz where Zephyr 3.4 configures 12 MHz for qemu_cortex_m3; its
+ * mps2-an521 at 20 MHz and mps3-an547 at 32 MHz where Zephyr says 25 MHz), and
+ * then microseconds / 0.064 would be off by that ratio. So the self test
  * times a loop of a known number of instructions (SUBS + BNE per pass) and
  * prints both figures: the host turns cycles into instructions with them.
  */
