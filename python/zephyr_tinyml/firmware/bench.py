@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TinymlError
-from .build import SAMPLE_APP, build_app, build_config, kernels_args, run_measuring_arena
+from .build import SAMPLE_APP, build_app, build_config, kernels_args, kernels_problem, run_measuring_arena
 
 DEFAULT_BOARDS = ("qemu_cortex_m3", "mps2_an521", "mps3_an547", "qemu_cortex_m0", "qemu_cortex_a9", "nucleo_f446re")
 DEFAULT_KERNELS = ("reference", "cmsis-nn")
@@ -109,10 +109,11 @@ def bench_one(spec: Any, app: Path, board: str, kernels: str, build_dir: Path, c
     except TinymlError as err:
         row.note = "build failed: " + str(err).splitlines()[0][:120]
         return row
+    problem = kernels_problem(build_dir, board, kernels)
+    if problem:
+        row.note = "not measured: " + problem
+        return row
     config = build_config(build_dir)
-    if kernels.startswith("cmsis-nn") and config.get("CONFIG_TENSORFLOW_LITE_MICRO_CMSIS_NN_KERNELS") != "y":
-        row.note = "no CMSIS-NN for this CPU: reference kernels"
-        row.kernels = "reference"
     row.clock_hz = int(config.get("CONFIG_SYS_CLOCK_HW_CYCLES_PER_SEC", "0") or 0)
     if config.get("CONFIG_QEMU_TARGET") != "y":   # as is_qemu_build(), from the config read above
         row.note = row.note or "not a QEMU board: sizes only"

@@ -178,6 +178,7 @@ def build_step(spec: Any, result: Any, args: Any, console: Any) -> int:
     # Pristine when the generated sources changed: a new model can change the op set and sizes.
     pristine = bool(result.generated.changed) and build_dir.exists()
     elf = build_app(app_dir, board, build_dir, folder, pristine=pristine, extra_cmake_args=kernels_args(args.kernels))
+    require_kernels(build_dir, board, args.kernels)
     status = 0
     output = ""
     if args.run:
@@ -225,6 +226,31 @@ def kernels_args(kernels: str | None) -> tuple[str, ...]:
     # A build folder keeps CONFIG_ values given on an earlier command line: drop the other choices'.
     others = sorted({symbol for symbols in KERNEL_CHOICES.values() for symbol in symbols} - set(chosen))
     return tuple(f"-U{symbol}" for symbol in others) + tuple(f"-D{symbol}=y" for symbol in chosen)
+
+
+def kernels_problem(build_dir: Path, board: str, kernels: str | None) -> str | None:
+    """Why the configured build lacks what ``--kernels`` asked for, or None when it has it.
+
+    Zephyr 3.4 only warns when a CONFIG_ value given on the command line is not allowed for the
+    board (CMSIS-NN on a Cortex-A, the DSP paths on anything but a Cortex-M55) and builds
+    something else; a benchmark row or a measured arena must not be filed under the wrong kernels.
+    """
+    if kernels is None:
+        return None
+    config = build_config(build_dir)
+    missing = [symbol for symbol in KERNEL_CHOICES[kernels] if config.get(symbol) != "y"]
+    if not missing:
+        return None
+    need = ("a Cortex-M55 board (mps3_an547)" if "CONFIG_TINYML_CMSIS_NN_DSP_PATHS" in missing
+            else "a Cortex-M board and the cmsis-nn module in the workspace")
+    return f"--kernels {kernels} on {board}: Kconfig refused {', '.join(missing)}; {kernels} needs {need}"
+
+
+def require_kernels(build_dir: Path, board: str, kernels: str | None) -> None:
+    """Raise :class:`FirmwareError` when :func:`kernels_problem` finds one."""
+    problem = kernels_problem(build_dir, board, kernels)
+    if problem:
+        raise FirmwareError(problem + " (the configure output above shows Kconfig's warning)")
 
 
 def run_measuring_arena(app_dir: Path, board: str, build_dir: Path, folder: Path,
