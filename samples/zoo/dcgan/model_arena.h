@@ -12,7 +12,12 @@ namespace tinyml {
 
 // The tensor arena for the kernel build being compiled (tinyml/kernels.h): what a 32-bit device
 // measured for it (the smallest arena AllocateTensors() accepted), plus a small margin.
-#if TINYML_POINTERS_32BIT && TINYML_KERNELS == TINYML_KERNELS_CMSIS_NN
+#if TINYML_POINTERS_32BIT && TINYML_KERNELS == TINYML_KERNELS_REFERENCE
+// reference kernels: AllocateTensors() needs 18624 bytes on qemu_cortex_m3 (arena_used_bytes() 18612),
+// + 1 %, rounded up to 16.
+constexpr size_t kTensorArenaSize = 18816;
+constexpr size_t kArenaMeasuredDeviceBytes = 18624;
+#elif TINYML_POINTERS_32BIT && TINYML_KERNELS == TINYML_KERNELS_CMSIS_NN
 // cmsis-nn kernels: AllocateTensors() needs 18624 bytes on qemu_cortex_m3 (arena_used_bytes() 18612),
 // + 1 %, rounded up to 16.
 constexpr size_t kTensorArenaSize = 18816;
