@@ -70,3 +70,16 @@ def test_kernels_the_configuration_refused_are_named(tmp_path) -> None:
     assert kernels_problem(tmp_path, "qemu_cortex_a9", "cmsis-nn") == (
         "--kernels cmsis-nn on qemu_cortex_a9: Kconfig refused CONFIG_TINYML_KERNELS_CMSIS_NN; cmsis-nn needs a "
         "Cortex-M board and the cmsis-nn module in the workspace")
+
+
+def test_a_failed_build_is_noted_with_its_reason() -> None:
+    from zephyr_tinyml.firmware.bench import failure_reason
+
+    kconfig = ("firmware configure failed (cmake -G Ninja ... exit 1):\nParsing Kconfig\n\nwarning: HAS_NRFX (defined "
+               "at modules/hal_nordic/nrfx/Kconfig:4) has direct dependencies 0\nerror: Aborting due to Kconfig warnings")
+    assert failure_reason(kconfig) == ("warning: HAS_NRFX (defined at modules/hal_nordic/nrfx/Kconfig:4) has direct "
+                                       "dependencies 0")
+    link = ("firmware build failed (cmake --build ... exit 1):\n/usr/bin/arm-none-eabi-ld: region `RAM' overflowed "
+            "by 1024 bytes\ncollect2: error: ld returned 1 exit status")
+    assert failure_reason(link) == "/usr/bin/arm-none-eabi-ld: region `RAM' overflowed by 1024 bytes"
+    assert failure_reason("just one line") == "just one line"

@@ -27,7 +27,7 @@ NEEDS = {
     "run": ("host", "firmware", "qemu"),
 }
 APT = "sudo apt-get install"
-MODULES = ("tflite-micro", "cmsis", "cmsis-nn", "hal_stm32")
+MODULES = ("tflite-micro", "cmsis", "cmsis-nn", "hal_stm32", "hal_nordic")  # the last two: nucleo_f446re, qemu_cortex_m0
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,8 @@ def zephyr_checks(start: Path | None = None) -> tuple[list[Check], ZephyrEnv | N
     found = workspace_modules(env)
     for name in MODULES:
         # A module.yml without ``name:`` is named after its folder: west's hal_stm32 lives in hal/stm32.
-        aliases = {"cmsis": ("cmsis", "cmsis_6"), "hal_stm32": ("hal_stm32", "stm32")}.get(name, (name,))
+        aliases = {"cmsis": ("cmsis", "cmsis_6"), "hal_stm32": ("hal_stm32", "stm32"),
+                   "hal_nordic": ("hal_nordic", "nordic")}.get(name, (name,))
         path = next((found[a] for a in aliases if a in found), None)
         required = name in ("tflite-micro", "cmsis")
         checks.append(Check("firmware", f"module {name}", path is not None, str(path) if path else "not found",

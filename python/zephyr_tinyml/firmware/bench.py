@@ -107,7 +107,7 @@ def bench_one(spec: Any, app: Path, board: str, kernels: str, build_dir: Path, c
     try:
         elf = build_app(app, board, build_dir, folder, extra_cmake_args=kernels_args(kernels))
     except TinymlError as err:
-        row.note = "build failed: " + str(err).splitlines()[0][:120]
+        row.note = "build failed: " + failure_reason(str(err))[:160]
         return row
     problem = kernels_problem(build_dir, board, kernels)
     if problem:
@@ -139,6 +139,21 @@ def _run(row: BenchRow, app: Path, board: str, build_dir: Path, folder: Path, co
     row.instructions = instructions_per_inference(summary)
     if not row.instructions:
         row.note = "no QEMU icount calibration in this run: no instruction count"
+
+
+def failure_reason(message: str) -> str:
+    """The line of a failed build's output that says why, for a table cell.
+
+    The error's first line only says which step failed ("firmware configure failed ..."); the
+    reason is a linker overflow, a compiler or Kconfig error, or the Kconfig warning that aborted
+    the configuration (qemu_cortex_m0 without the hal_nordic module).
+    """
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for marker in ("overflowed", "error:", "warning:", "Error"):
+        for line in lines[1:]:
+            if marker in line and "Aborting due to Kconfig warnings" not in line:   # the warning is the why
+                return line
+    return lines[0] if lines else message
 
 
 def instructions_per_inference(summary: dict[str, Any]) -> int:
