@@ -48,7 +48,12 @@ uint32_t CalibrationCycles()
 {
 	uint32_t passes = kCalibrationPasses;
 	const uint32_t start = k_cycle_get_32();
+#if defined(__thumb__) && !defined(__thumb2__)
+	/* Thumb-1 (Cortex-M0): GCC's inline assembly is in divided syntax, where SUB sets the flags. */
+	__asm__ volatile("1: sub %0, #1\n\tbne 1b" : "+l"(passes) : : "cc");
+#else
 	__asm__ volatile("1: subs %0, %0, #1\n\tbne 1b" : "+l"(passes) : : "cc");
+#endif
 	return k_cycle_get_32() - start;
 }
 #endif
