@@ -82,4 +82,7 @@ def test_a_failed_build_is_noted_with_its_reason() -> None:
     link = ("firmware build failed (cmake --build ... exit 1):\n/usr/bin/arm-none-eabi-ld: region `RAM' overflowed "
             "by 1024 bytes\ncollect2: error: ld returned 1 exit status")
     assert failure_reason(link) == "/usr/bin/arm-none-eabi-ld: region `RAM' overflowed by 1024 bytes"
+    qemu = ("QEMU run of build ended (exit status 1) before the app's SUMMARY line; last output:\n[QEMU] CPU: cortex-a9\n"
+            "/bin/sh: 1: QEMU-NOTFOUND: not found\nFAILED: zephyr/CMakeFiles/run_qemu")
+    assert failure_reason(qemu) == "/bin/sh: 1: QEMU-NOTFOUND: not found"
     assert failure_reason("just one line") == "just one line"

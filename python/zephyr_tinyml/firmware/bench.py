@@ -134,7 +134,7 @@ def _run(row: BenchRow, app: Path, board: str, build_dir: Path, folder: Path, co
     try:
         _, summary = run_measuring_arena(app, board, build_dir, folder, console)
     except TinymlError as err:
-        row.note = "run failed: " + str(err).splitlines()[0][:120]
+        row.note = "run failed: " + failure_reason(str(err))[:160]
         return
     row.kernels = str(summary.get("kernels", row.kernels))
     row.arena_size, row.arena_used = int(summary.get("arena_size", 0)), int(summary.get("arena_used", 0))
@@ -149,11 +149,12 @@ def failure_reason(message: str) -> str:
     """The line of a failed build's output that says why, for a table cell.
 
     The error's first line only says which step failed ("firmware configure failed ..."); the
-    reason is a linker overflow, a compiler or Kconfig error, or the Kconfig warning that aborted
-    the configuration (qemu_cortex_m0 without the hal_nordic module).
+    reason is a linker overflow, a compiler or Kconfig error, a missing program (qemu_cortex_a9
+    needs the Zephyr SDK's Xilinx QEMU: "QEMU-NOTFOUND: not found"), or the Kconfig warning that
+    aborted the configuration (qemu_cortex_m0 without the hal_nordic module).
     """
     lines = [line.strip() for line in message.splitlines() if line.strip()]
-    for marker in ("overflowed", "error:", "warning:", "Error"):
+    for marker in ("overflowed", "error:", "not found", "warning:", "Error"):
         for line in lines[1:]:
             if marker in line and "Aborting due to Kconfig warnings" not in line:   # the warning is the why
                 return line
