@@ -52,22 +52,22 @@ def test_instructions_come_from_the_devices_calibration() -> None:
 def test_kernels_the_configuration_refused_are_named(tmp_path) -> None:
     """Zephyr 3.4 only warns when Kconfig refuses a CONFIG_ value from the command line and builds
     something else: the DSP paths asked for on a Cortex-M3 must not be measured as if they ran."""
-    from zephyr_tinyml.firmware.build import kernels_problem, require_kernels
+    from zephyr_tinyml.firmware.build import build_config, kernels_problem, require_kernels
 
     (tmp_path / "zephyr").mkdir()
     # What Kconfig wrote for qemu_cortex_m3 given -DCONFIG_TINYML_CMSIS_NN_DSP_PATHS=y (it is M55-only).
     (tmp_path / "zephyr" / ".config").write_text("CONFIG_TINYML_KERNELS_CMSIS_NN=y\n"
                                                  "# CONFIG_TINYML_KERNELS_REFERENCE is not set\n")
-    assert kernels_problem(tmp_path, "qemu_cortex_m3", "cmsis-nn") is None
-    assert kernels_problem(tmp_path, "qemu_cortex_m3", None) is None
-    problem = kernels_problem(tmp_path, "qemu_cortex_m3", "cmsis-nn-dsp")
+    assert kernels_problem(build_config(tmp_path), "qemu_cortex_m3", "cmsis-nn") is None
+    assert kernels_problem(build_config(tmp_path), "qemu_cortex_m3", None) is None
+    problem = kernels_problem(build_config(tmp_path), "qemu_cortex_m3", "cmsis-nn-dsp")
     assert problem == ("--kernels cmsis-nn-dsp on qemu_cortex_m3: Kconfig refused CONFIG_TINYML_CMSIS_NN_DSP_PATHS; "
                        "cmsis-nn-dsp needs a Cortex-M55 board (mps3_an547)")
     with pytest.raises(FirmwareError, match="Kconfig refused CONFIG_TINYML_CMSIS_NN_DSP_PATHS"):
         require_kernels(tmp_path, "qemu_cortex_m3", "cmsis-nn-dsp")
     # A Cortex-A9: Kconfig keeps the reference kernels whatever the command line asked.
     (tmp_path / "zephyr" / ".config").write_text("CONFIG_TINYML_KERNELS_REFERENCE=y\n")
-    assert kernels_problem(tmp_path, "qemu_cortex_a9", "cmsis-nn") == (
+    assert kernels_problem(build_config(tmp_path), "qemu_cortex_a9", "cmsis-nn") == (
         "--kernels cmsis-nn on qemu_cortex_a9: Kconfig refused CONFIG_TINYML_KERNELS_CMSIS_NN; cmsis-nn needs a "
         "Cortex-M board and the cmsis-nn module in the workspace")
 

@@ -100,8 +100,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _eval_generator(args: argparse.Namespace, spec: Any, work: Path, tflite: bytes, tflite_path: Path,
                     console: Any, started: float) -> int:
     """A GAN's generator on the device: latent vectors in, images out, every pixel against host TFLM."""
-    from .evaluate import check_device_model, compare_outputs, outputs_report_text, stream
-    from .session import Session
+    from .evaluate import compare_outputs, outputs_report_text, stream
     from ..fileio import write_atomic
     from ..model.gan import grid_png, latent_vectors, to_pixels
     from ..model.gan_pipeline import EVAL_SEED_OFFSET, dequantize, judge_pixels
@@ -119,10 +118,7 @@ def _eval_generator(args: argparse.Namespace, spec: Any, work: Path, tflite: byt
                                model.input.scale, model.input.zero_point)
     link = _open_link(args, spec, work, console)
     try:
-        session = Session(link, timeout=args.timeout, retries=args.retries, first_timeout=args.boot_timeout)
-        with console.status(f"waiting for the device on {link.description}"):
-            info = session.handshake(args.boot_timeout)
-        check_device_model(info, tflite, latents.shape[1], model.output.shape[-1], str(tflite_path))
+        session, info = _connect(args, link, console, tflite, tflite_path, latents.shape[1], model.output.shape[-1])
         outcome = stream(session, latents, lambda done, n, failed: None)
     finally:
         link.close()
@@ -164,6 +160,19 @@ def _open_link(args: argparse.Namespace, spec: Any, work: Path, console: Any) ->
     return QemuLink(build_dir, zephyr.env())
 
 
+def _connect(args: argparse.Namespace, link: Any, console: Any, tflite: bytes, tflite_path: Path,
+             input_size: int, output_size: int) -> tuple[Any, Any]:
+    """A session on ``link`` with the command's timeouts, after the device said it runs this model."""
+    from .evaluate import check_device_model
+    from .session import Session
+
+    session = Session(link, timeout=args.timeout, retries=args.retries, first_timeout=args.boot_timeout)
+    with console.status(f"waiting for the device on {link.description}"):
+        info = session.handshake(args.boot_timeout)
+    check_device_model(info, tflite, input_size, output_size, str(tflite_path))
+    return session, info
+
+
 def _run(args: argparse.Namespace, spec: Any, tflite: bytes, tflite_path: Path, data: Any, total: int,
          link: Any, console: Any) -> Any:
     import multiprocessing
@@ -173,8 +182,7 @@ def _run(args: argparse.Namespace, spec: Any, tflite: bytes, tflite_path: Path, 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
-    from .evaluate import check_device_model, compare, stream
-    from .session import Session
+    from .evaluate import compare, stream
     from ..model.tflite_model import inspect_model
     from ..model.verify import quantize_input
 
@@ -190,10 +198,8 @@ def _run(args: argparse.Namespace, spec: Any, tflite: bytes, tflite_path: Path, 
         host = pool.submit(_host_side, tflite, inputs.reshape((total, *info_model.input.shape[1:])),
                            tflite_path.with_suffix(".keras"), spec.norm_scale, spec.norm_offset,
                            data.x_test[:total])
-        session = Session(link, timeout=args.timeout, retries=args.retries, first_timeout=args.boot_timeout)
-        with console.status(f"waiting for the device on {link.description}"):
-            info = session.handshake(args.boot_timeout)
-        check_device_model(info, tflite, inputs.shape[1], info_model.output.shape[-1], str(tflite_path))
+        session, info = _connect(args, link, console, tflite, tflite_path, inputs.shape[1],
+                                 info_model.output.shape[-1])
 
         columns = (TextColumn("  device"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                    TimeElapsedColumn(), TimeRemainingColumn())

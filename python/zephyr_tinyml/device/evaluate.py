@@ -209,11 +209,8 @@ def host_references(tflite: bytes, inputs: np.ndarray) -> tuple[np.ndarray, np.n
 
 def report_text(report: EvalReport) -> str:
     """The report as plain text (what ``--format text`` prints after the progress bar)."""
-    lines = [f"on-device evaluation: {report.board} over {report.link}",
-             f"  images           {report.images:>8,}   answered {report.answered:,}, failed {len(report.failed)}, "
-             f"not sent {report.not_sent}"]
-    if report.aborted:
-        lines.append(f"  ABORTED          {report.aborted}")
+    lines = _outcome_lines("on-device evaluation", "images", report.board, report.link, report.images,
+                           report.answered, len(report.failed), report.not_sent, report.aborted)
     lines += [
         f"  vs host TFLM     {len(report.mismatches):>8,}   images with any int8 output different"
         + ("" if not report.class_field_errors else f"; {report.class_field_errors} class fields wrong"),
@@ -238,10 +235,24 @@ def report_text(report: EvalReport) -> str:
         lines.append(f"    {label:>{width}} " + " ".join(f"{count:>5}" for count in row))
     for mismatch in report.mismatches[:5]:
         lines.append(f"  MISMATCH test image {mismatch.test_index}: device {mismatch.device} host {mismatch.host}")
-    for index, reasons in list(report.failed.items())[:5]:
-        lines.append(f"  FAILED test image {index}: " + "; ".join(reasons))
+    lines += _failed_lines("test image", report.failed)
     lines.append("  PASS: every output vector equals host TFLM" if report.passed else "  FAIL")
     return "\n".join(lines)
+
+
+def _outcome_lines(title: str, noun: str, board: str, link: str, requested: int, answered: int, failed: int,
+                   not_sent: int, aborted: str | None) -> list[str]:
+    """The first lines of both reports: where it ran and what became of each input."""
+    lines = [f"{title}: {board} over {link}",
+             f"  {noun:<16} {requested:>8,}   answered {answered:,}, failed {failed}, not sent {not_sent}"]
+    if aborted:
+        lines.append(f"  ABORTED          {aborted}")
+    return lines
+
+
+def _failed_lines(noun: str, failed: dict[int, list[str]]) -> list[str]:
+    """The first five failed inputs and why, for both reports."""
+    return [f"  FAILED {noun} {index}: " + "; ".join(reasons) for index, reasons in list(failed.items())[:5]]
 
 
 def model_from_sources(model_data_cc: Path) -> bytes:
@@ -317,11 +328,8 @@ def compare_outputs(outcome: StreamOutcome, tflm_outputs: np.ndarray, info: Info
 
 def outputs_report_text(report: OutputsReport) -> str:
     """The generator report as plain text."""
-    lines = [f"on-device run: {report.board} over {report.link}",
-             f"  inputs           {report.inputs:>8,}   answered {report.answered:,}, failed {len(report.failed)}, "
-             f"not sent {report.not_sent}"]
-    if report.aborted:
-        lines.append(f"  ABORTED          {report.aborted}")
+    lines = _outcome_lines("on-device run", "inputs", report.board, report.link, report.inputs, report.answered,
+                           len(report.failed), report.not_sent, report.aborted)
     lines += [
         f"  vs host TFLM     {len(report.mismatches):>8,}   outputs with any byte different "
         f"({report.differing_elements:,} of {report.answered * report.output_size:,} bytes)",
@@ -335,7 +343,6 @@ def outputs_report_text(report: OutputsReport) -> str:
         lines.append(f"  {key:<16} {value}")
     for position in report.mismatches[:5]:
         lines.append(f"  MISMATCH input {position}")
-    for position, reasons in list(report.failed.items())[:5]:
-        lines.append(f"  FAILED input {position}: " + "; ".join(reasons))
+    lines += _failed_lines("input", report.failed)
     lines.append("  PASS: every output equals host TFLM's, byte for byte" if report.passed else "  FAIL")
     return "\n".join(lines)

@@ -110,11 +110,11 @@ def bench_one(spec: Any, app: Path, board: str, kernels: str, build_dir: Path, c
     except TinymlError as err:
         row.note = "build failed: " + failure_reason(str(err))[:160]
         return row
-    problem = kernels_problem(build_dir, board, kernels)
+    config = build_config(build_dir)
+    problem = kernels_problem(config, board, kernels)
     if problem:
         row.note = "not measured: " + problem
         return row
-    config = build_config(build_dir)
     # The system timer's rate is the CPU clock only where it is the Cortex-M SysTick (qemu_cortex_m0's
     # nRF51 timer counts 1 MHz): elsewhere the µs column stays empty.
     if config.get("CONFIG_CORTEX_M_SYSTICK") == "y":

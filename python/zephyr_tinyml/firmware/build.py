@@ -228,8 +228,8 @@ def kernels_args(kernels: str | None) -> tuple[str, ...]:
     return tuple(f"-U{symbol}" for symbol in others) + tuple(f"-D{symbol}=y" for symbol in chosen)
 
 
-def kernels_problem(build_dir: Path, board: str, kernels: str | None) -> str | None:
-    """Why the configured build lacks what ``--kernels`` asked for, or None when it has it.
+def kernels_problem(config: dict[str, str], board: str, kernels: str | None) -> str | None:
+    """Why the configured build (its ``build_config``) lacks what ``--kernels`` asked for, or None.
 
     Zephyr 3.4 only warns when a CONFIG_ value given on the command line is not allowed for the
     board (CMSIS-NN on a Cortex-A, the DSP paths on anything but a Cortex-M55) and builds
@@ -237,7 +237,6 @@ def kernels_problem(build_dir: Path, board: str, kernels: str | None) -> str | N
     """
     if kernels is None:
         return None
-    config = build_config(build_dir)
     missing = [symbol for symbol in KERNEL_CHOICES[kernels] if config.get(symbol) != "y"]
     if not missing:
         return None
@@ -248,7 +247,7 @@ def kernels_problem(build_dir: Path, board: str, kernels: str | None) -> str | N
 
 def require_kernels(build_dir: Path, board: str, kernels: str | None) -> None:
     """Raise :class:`FirmwareError` when :func:`kernels_problem` finds one."""
-    problem = kernels_problem(build_dir, board, kernels)
+    problem = kernels_problem(build_config(build_dir), board, kernels)
     if problem:
         raise FirmwareError(problem + " (the configure output above shows Kconfig's warning)")
 
