@@ -2,7 +2,9 @@
 
 The Zephyr tier builds samples/mnist for qemu_cortex_m3 (minutes: TFLM is compiled from source)
 and runs it, and runs a model trained elsewhere (TFLM's hello_world) through the generic app
-samples/run_model; it is skipped, with the reason, when no Zephyr workspace is found.
+samples/run_model, and an image that corrupts one tensor on purpose, to check that the op whose
+output differs from host TFLM's is named; it is skipped, with the reason, when no Zephyr workspace
+is found.
 """
 
 from __future__ import annotations
@@ -178,3 +180,31 @@ def test_model_from_elsewhere_runs_bit_exact_on_the_device(tmp_path: Path) -> No
     assert summary["arena_size"] == device_arena_size(summary["arena_needed"])
     header = (tmp_path / "work" / "generated" / "model_arena.h").read_text()
     assert f"AllocateTensors() needs {summary['arena_needed']} bytes on qemu_cortex_m3" in header
+
+
+@pytest.mark.zephyr
+@pytest.mark.slow
+def test_a_kernel_that_is_not_bit_exact_is_named(qemu_build: Path) -> None:
+    """An image that corrupts the second convolution's output (TINYML_TEST_CORRUPT_TENSOR, a
+    definition on the runtime library only: seconds to rebuild) fails its self test, traces the
+    first wrong input op by op, and the host names that op; the build folder is restored after."""
+    from zephyr_tinyml.firmware.op_trace import describe, generated_model, trace_difference
+    from zephyr_tinyml.model.verify import all_tensors_model
+
+    generated = MNIST_APP / "generated"
+    ops = all_tensors_model(generated_model(generated))[1]
+    conv = [op for op in ops if op["op"] == "CONV_2D"][1]
+    try:
+        build_app(MNIST_APP, "qemu_cortex_m3", qemu_build, generated,
+                  extra_cmake_args=(f"-DTINYML_TEST_CORRUPT_TENSOR={conv['tensor']}",))
+        output = run_qemu(qemu_build, timeout=180)
+    finally:
+        build_app(MNIST_APP, "qemu_cortex_m3", qemu_build, generated, extra_cmake_args=("-DTINYML_TEST_CORRUPT_TENSOR=",))
+    summary = parse_summary(output)
+    assert summary["correct"] < summary["images"] and "WRONG output: test 0 " in output
+    assert output.count("OPTRACE begin test=") == 1          # the first wrong input only
+    trace, difference = trace_difference(generated, output)
+    assert trace.complete and difference is not None
+    assert (difference["op_index"], difference["op"], difference["tensor"]) == (conv["op_index"], "CONV_2D", conv["tensor"])
+    assert difference["differing"] > 0 and difference["max_gap"] >= 1
+    assert f"op {conv['op_index']} of {len(ops)}, CONV_2D" in describe(difference, "cmsis-nn", trace.test)

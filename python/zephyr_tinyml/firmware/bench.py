@@ -28,6 +28,8 @@ from typing import Any
 
 from ..errors import TinymlError
 from .build import SAMPLE_APP, build_app, build_config, kernels_args, kernels_problem, run_measuring_arena
+from .fit import DoesNotFit
+from .op_trace import cell, trace_difference
 
 DEFAULT_BOARDS = ("qemu_cortex_m3", "mps2_an521", "mps3_an547", "qemu_cortex_m0", "qemu_cortex_a9", "nucleo_f446re")
 DEFAULT_KERNELS = ("reference", "cmsis-nn")
@@ -107,6 +109,9 @@ def bench_one(spec: Any, app: Path, board: str, kernels: str, build_dir: Path, c
     folder = Path(spec.output_dir)
     try:
         elf = build_app(app, board, build_dir, folder, extra_cmake_args=kernels_args(kernels))
+    except DoesNotFit as err:
+        row.note = f"does not fit: tensor arena {err.arena:,} B > {err.ram:,} B of RAM (not compiled)"
+        return row
     except TinymlError as err:
         row.note = "build failed: " + failure_reason(str(err))[:160]
         return row
@@ -132,7 +137,7 @@ def bench_one(spec: Any, app: Path, board: str, kernels: str, build_dir: Path, c
 def _run(row: BenchRow, app: Path, board: str, build_dir: Path, folder: Path, console: Any) -> None:
     """Run a QEMU build's self test (recording its arena) into ``row``; a failed run is a note, not the end."""
     try:
-        _, summary = run_measuring_arena(app, board, build_dir, folder, console)
+        output, summary = run_measuring_arena(app, board, build_dir, folder, console)
     except TinymlError as err:
         row.note = "run failed: " + failure_reason(str(err))[:160]
         return
@@ -140,9 +145,12 @@ def _run(row: BenchRow, app: Path, board: str, build_dir: Path, folder: Path, co
     row.arena_size, row.arena_used = int(summary.get("arena_size", 0)), int(summary.get("arena_used", 0))
     row.arena_needed = int(summary.get("arena_needed", 0))
     row.correct = f"{summary.get('correct', 0)}/{summary.get('images', 0)}"
+    if summary.get("correct") != summary.get("images"):
+        traced = trace_difference(folder, output)
+        row.note = cell(traced[1]) if traced is not None else "differs from host TFLM (no op trace)"
     row.instructions = instructions_per_inference(summary)
     if not row.instructions:
-        row.note = "no QEMU icount calibration in this run: no instruction count"
+        row.note = "; ".join(filter(None, [row.note, "no QEMU icount calibration in this run: no instruction count"]))
 
 
 def failure_reason(message: str) -> str:

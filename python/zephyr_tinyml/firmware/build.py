@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TinymlError
+from .fit import check_fit
 from .zephyr_env import ZephyrEnv, find_zephyr
 
 # The generic app: runs any generated model (TINYML_MODEL_DIR) and checks it against host TFLM.
@@ -64,6 +65,7 @@ def build_app(app_dir: Path, board: str, build_dir: Path, generated_dir: Path,
                  f"-DPython3_EXECUTABLE={sys.executable}", *extra_cmake_args]
     if extra_cmake_args or _cached(build_dir, "TINYML_MODEL_DIR") != str(generated_dir):
         _run(configure, env, "configure")
+    check_fit(build_dir, generated_dir, board)
     _run(["cmake", "--build", str(build_dir)], env, "build")
 
     elf = build_dir / "zephyr" / "zephyr.elf"
@@ -186,6 +188,11 @@ def build_step(spec: Any, result: Any, args: Any, console: Any) -> int:
         console.print(output, markup=False, highlight=False, soft_wrap=True)   # the app's lines, unbroken
         if summary.get("correct") != summary.get("images"):
             status = 1
+            from .op_trace import describe, trace_difference
+
+            traced = trace_difference(folder, output)
+            if traced is not None:
+                console.print(f"[red]not bit-exact:[/red] {describe(traced[1], str(summary.get('kernels', '?')), traced[0].test)}")
         needed = summary.get("arena_needed")
         if isinstance(needed, int) and needed:
             console.print(f"arena: {summary['arena_size']:,} bytes allocated, AllocateTensors() needs {needed:,} on "

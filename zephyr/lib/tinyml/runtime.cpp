@@ -14,9 +14,16 @@
 
 #include "model_data.h"
 #include "op_resolver.h"
+#if defined(CONFIG_TINYML_SELF_TEST)
+#include "op_trace.h"
+#endif
 
 namespace tinyml {
 namespace {
+
+/* The interpreter's op registrations (the self test's op trace wraps them) and model. */
+OpResolver resolver;
+const tflite::Model* model = nullptr;
 
 /* The size model_arena.h chose for this kernel build (measured on a device, or host TFLM's figure). */
 alignas(16) uint8_t tensor_arena[kTensorArenaSize];
@@ -97,7 +104,7 @@ size_t ArenaNeeded()
 
 tflite::MicroInterpreter* StartInterpreter()
 {
-	const tflite::Model* model = tflite::GetModel(TINYML_MODEL_DATA);
+	model = tflite::GetModel(TINYML_MODEL_DATA);
 	if (model->version() != TFLITE_SCHEMA_VERSION) {
 		printk("model schema %u, TFLM supports %d\n", (unsigned)model->version(),
 		       TFLITE_SCHEMA_VERSION);
@@ -105,11 +112,13 @@ tflite::MicroInterpreter* StartInterpreter()
 		return nullptr;
 	}
 
-	static OpResolver resolver;
 	if (RegisterOps(resolver) != kTfLiteOk) {
 		Fail("op registration failed (kNumOps too small?)");
 		return nullptr;
 	}
+#if defined(TINYML_TEST_CORRUPT_TENSOR)
+	WrapOps(resolver, model); /* tests only: the wrapper corrupts a tensor in every inference */
+#endif
 
 #if defined(CONFIG_TINYML_ARENA_PROBE)
 	arena_needed = ProbeArenaNeeded(model, resolver);
@@ -133,6 +142,22 @@ tflite::MicroInterpreter* StartInterpreter()
 	}
 	return &interpreter;
 }
+
+#if defined(CONFIG_TINYML_SELF_TEST)
+TfLiteStatus TraceInvoke(tflite::MicroInterpreter* interpreter, int test)
+{
+	/* Wrapped only now: inferences before the first trace run without the wrappers' cost. */
+	WrapOps(resolver, model);
+	const TfLiteTensor* input = interpreter->input(0);
+	printk("OPTRACE begin test=%d\n", test);
+	PrintHex("input", reinterpret_cast<const uint8_t*>(input->data.raw), input->bytes);
+	SetOpTrace(true);
+	const TfLiteStatus status = interpreter->Invoke();
+	SetOpTrace(false);
+	printk("OPTRACE end\n");
+	return status;
+}
+#endif
 
 }  // namespace tinyml
 
