@@ -19,6 +19,7 @@ from zephyr_tinyml.device import protocol as proto
 from zephyr_tinyml.device.link import FdLink
 
 Infer = Callable[[bytes], np.ndarray]  # int8 input bytes -> int8 outputs
+Tracer = Callable[[int, bytes], str]   # seq, int8 input bytes -> the OPTRACE lines a trace request prints
 
 
 @dataclass
@@ -42,8 +43,10 @@ class Faults:
 class ReferenceDevice:
     """Serves one socket end in a thread; the test talks to the other end through an :class:`FdLink`."""
 
-    def __init__(self, infer: Infer, input_size: int, classes: int, model: bytes, faults: Faults | None = None):
+    def __init__(self, infer: Infer, input_size: int, classes: int, model: bytes, faults: Faults | None = None,
+                 tracer: Tracer | None = None):
         self.infer, self.input_size, self.classes, self.model = infer, input_size, classes, model
+        self.tracer = tracer
         self.faults = faults or Faults()
         self.host_sock, self.device_sock = socket.socketpair()
         self.link = FdLink(self.host_sock.fileno(), self.host_sock.fileno(), "reference device")
@@ -115,6 +118,8 @@ class ReferenceDevice:
             reply = proto.encode_info(proto.Info(seq, proto.VERSION, self.input_size, self.classes, len(self.model),
                                                  proto.crc16_fast(self.model), 16384, 10000, 12_000_000))
         else:
+            if frame[:2] == proto.MAGIC_TRACE_REQUEST and self.tracer is not None:
+                self._send(self.tracer(seq, payload))
             outputs = self.infer(payload)
             reply = proto.encode_result(seq, int(np.argmax(outputs)), outputs, 1000 + seq)
         text = proto.REPLY_MARKER + reply.hex()

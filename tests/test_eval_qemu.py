@@ -182,3 +182,36 @@ def test_cli_report(firmware, reference, mnist_dir: Path, tmp_path: Path, capsys
     assert report["answered"] == 20 and report["float_accuracy"] is None
     assert report["device_accuracy"] == report["tflm_accuracy"]
     assert (work / "eval.json").is_file() and (work / "eval-confusion.png").is_file()
+
+
+def test_cli_names_the_op_of_a_kernel_that_is_not_bit_exact(firmware, reference, mnist_dir: Path,
+                                                             tmp_path: Path, capsys) -> None:
+    """An eval app that corrupts the second convolution's output (TINYML_TEST_CORRUPT_TENSOR, on the
+    runtime library only: seconds to rebuild): ``tinyml eval`` fails, sends the first differing image
+    as a trace request and names that op. The build folder is restored after."""
+    import json
+
+    from zephyr_tinyml.cli import main
+    from zephyr_tinyml.firmware.build import build_app
+    from zephyr_tinyml.model.verify import all_tensors_model
+
+    build, zephyr = firmware
+    ops = all_tensors_model(reference["model"])[1]
+    conv = [op for op in ops if op["op"] == "CONV_2D"][1]
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "mnist.tflite").write_bytes(reference["model"])
+    try:
+        build_app(EVAL_APP, "qemu_cortex_m3", build, GENERATED, zephyr=zephyr,
+                  extra_cmake_args=(f"-DTINYML_TEST_CORRUPT_TENSOR={conv['tensor']}",))
+        status = main(["eval", "mnist", "-n", "5", "--build-dir", str(build), "--work-dir", str(work),
+                       "--generated-dir", str(GENERATED), "--data-dir", str(mnist_dir), "--format", "json"])
+    finally:
+        build_app(EVAL_APP, "qemu_cortex_m3", build, GENERATED, zephyr=zephyr,
+                  extra_cmake_args=("-DTINYML_TEST_CORRUPT_TENSOR=",))
+    report = json.loads(capsys.readouterr().out)
+    assert status == 1 and not report["passed"] and report["mismatch_count"] > 0
+    first = report["mismatches"][0]["test_index"]
+    assert report["differing_op"].startswith(f"op {conv['op_index']} of {len(ops)}, CONV_2D (output tensor "
+                                             f"{conv['tensor']} ")
+    assert f"on test image {first}: " in report["differing_op"] and "cmsis-nn kernel of CONV_2D" in report["differing_op"]

@@ -207,4 +207,4 @@ def test_a_kernel_that_is_not_bit_exact_is_named(qemu_build: Path) -> None:
     assert trace.complete and difference is not None
     assert (difference["op_index"], difference["op"], difference["tensor"]) == (conv["op_index"], "CONV_2D", conv["tensor"])
     assert difference["differing"] > 0 and difference["max_gap"] >= 1
-    assert f"op {conv['op_index']} of {len(ops)}, CONV_2D" in describe(difference, "cmsis-nn", trace.test)
+    assert f"op {conv['op_index']} of {len(ops)}, CONV_2D" in describe(difference, "cmsis-nn", "test input 0")

@@ -39,14 +39,14 @@ def decoder(tmp_path_factory) -> Path:
 
 
 def _decode(decoder: Path, text: str) -> list[tuple]:
-    """What the decoder makes of ``text``: ("request", seq, payload) or ("error", seq, label, size)."""
+    """What the decoder makes of ``text``: ("request" or "trace", seq, payload) or ("error", seq, label, size)."""
     out = subprocess.run([str(decoder)], input=text.encode("latin-1"), capture_output=True,
                          check=True, timeout=30).stdout.decode()
     events = []
     for line in out.splitlines():
         kind, seq, *rest = line.split()
-        if kind == "request":
-            events.append(("request", int(seq), bytes.fromhex(rest[0] if rest else "")))
+        if kind in ("request", "trace"):
+            events.append((kind, int(seq), bytes.fromhex(rest[0] if rest else "")))
         else:
             events.append(("error", int(seq), proto.ErrorCode(int(rest[0])).label, int(rest[1])))
     return events
@@ -62,6 +62,13 @@ def images(mnist) -> np.ndarray:
 def test_request_decodes_to_the_image(decoder, images, pack: bool) -> None:
     text = "".join(proto.request_line(10 + i, image, pack=pack) for i, image in enumerate(images))
     assert _decode(decoder, text) == [("request", 10 + i, image.tobytes()) for i, image in enumerate(images)]
+
+
+def test_trace_request_decodes_as_a_trace(decoder, images) -> None:
+    text = proto.request_line(3, images[0], trace=True) + proto.request_line(4, images[1])
+    assert _decode(decoder, text) == [("trace", 3, images[0].tobytes()), ("request", 4, images[1].tobytes())]
+    # The size rule of an unpacked request holds for a trace request too.
+    assert _decode(decoder, proto.request_line(5, images[0][:100], trace=True))[0][:3] == ("error", 5, "bad-size")
 
 
 def test_info_request_and_console_text(decoder) -> None:

@@ -67,28 +67,29 @@ def test_equal_tensors_name_no_op() -> None:
     output, _ = _device_output()
     trace, difference = trace_difference(MNIST, output)
     assert difference is None
-    assert "test_data.cc" in describe(difference, "cmsis-nn", trace.test)
+    assert "regenerate the sources" in describe(difference, "cmsis-nn", f"test input {trace.test}")
 
 
 def test_the_first_differing_op_is_named_with_its_numbers() -> None:
     output, ops = _device_output(change=2)
     trace, difference = trace_difference(MNIST, output)
     assert difference["op_index"] == ops[2]["op_index"] and difference["op"] == "CONV_2D"
-    assert difference["tensor"] == ops[2]["tensor"] and difference["test"] == 4
+    assert difference["tensor"] == ops[2]["tensor"] and trace.test == 4
     assert difference["differing"] == 1 and difference["max_gap"] == 1 and difference["first"][0][0] == 3
-    text = describe(difference, "cmsis-nn", trace.test)
+    text = describe(difference, "cmsis-nn", "test input 4")
     assert text.startswith(f"op 2 of {len(ops)}, CONV_2D (output tensor {ops[2]['tensor']} ")
-    assert "1 of " in text and "cmsis-nn kernel of CONV_2D is not bit-exact" in text and "--kernels reference" in text
+    assert "on test input 4: 1 of " in text and "cmsis-nn kernel of CONV_2D is not bit-exact" in text
+    assert "--kernels reference" in text
     assert cell(difference) == f"op 2 CONV_2D not bit-exact (1/{difference['elements']:,} elements differ)"
     # With the reference kernels there is no other kernel set to offer.
-    assert "--kernels reference" not in describe(difference, "reference", trace.test)
+    assert "--kernels reference" not in describe(difference, "reference", "test input 4")
 
 
 def test_a_trace_cut_short_says_where_it_stops() -> None:
     output, ops = _device_output(stop_after=1)
     trace, difference = trace_difference(MNIST, output)
     assert not trace.complete and difference["missing"] and difference["op_index"] == ops[2]["op_index"]
-    assert "stops before op 2" in describe(difference, "cmsis-nn", trace.test)
+    assert "stops before op 2" in describe(difference, "cmsis-nn", "test input 4")
 
 
 def test_a_trace_with_the_wrong_input_size_is_refused() -> None:

@@ -188,3 +188,58 @@ def test_compare_with_nothing_answered(host, model, inputs) -> None:
                      "reference", "socketpair")
     assert report.answered == 0 and len(report.failed) == 3 and not report.passed
     assert "FAIL" in report_text(report)
+
+
+def test_a_trace_request_names_the_op_that_differs(model, inputs) -> None:
+    """A device whose second convolution is off by one in one element: the stream sees outputs that
+    differ, the trace request gets every op's output (OPTRACE lines before the reply) and the op is
+    named; the lines between request and reply are the only ones captured."""
+    from zephyr_tinyml.device.evaluate import name_differing_op
+    from zephyr_tinyml.model.verify import all_tensors_model
+
+    debug_model, ops = all_tensors_model(model)
+    stepper = tflm_interpreter(debug_model)
+    wrong = [op["tensor"] for op in ops if op["op"] == "CONV_2D"][1]
+
+    def tensors(payload: bytes) -> list[tuple[int, np.ndarray]]:
+        """Every op's output as the faulty device computes it (host TFLM, then the fault, carried on
+        to the model output only: enough for the stream to see a difference)."""
+        stepper.set_input(np.frombuffer(payload, np.int8).reshape(1, 28, 28, 1), 0)
+        stepper.invoke()
+        out = []
+        for position, op in enumerate(ops):
+            tensor = np.array(stepper.get_output(position)).reshape(-1).copy()
+            if op["tensor"] == wrong or position == len(ops) - 1:
+                tensor[0] = np.int8(int(tensor[0]) ^ 1)
+            out.append((op["tensor"], tensor))
+        return out
+
+    def infer(payload: bytes) -> np.ndarray:
+        return tensors(payload)[-1][1]
+
+    def tracer(seq: int, payload: bytes) -> str:
+        lines = [f"OPTRACE begin test={seq}"] + [f"OPTRACE input {payload[i:i + 32].hex()}" for i in range(0, len(payload), 32)]
+        for index, tensor in tensors(payload):
+            data = tensor.tobytes()
+            lines += [f"OPTRACE t{index} {data[i:i + 32].hex()}" for i in range(0, len(data), 32)]
+        return "\n".join(lines + ["OPTRACE end"]) + "\n"
+
+    device = ReferenceDevice(infer, 784, 10, model, Faults(noise=True), tracer=tracer)
+    try:
+        session = Session(device.link, timeout=2, retries=0)
+        session.handshake(boot_timeout=5)
+        text = name_differing_op(session, inputs[5], model, "cmsis-nn", "test image 5")
+        exchange, lines = session.trace(inputs[6])
+    finally:
+        device.close()
+    position = next(i for i, op in enumerate(ops) if op["tensor"] == wrong)
+    assert text.startswith(f"op {ops[position]['op_index']} of {len(ops)}, CONV_2D (output tensor {wrong} ")
+    assert "on test image 5: 1 of " in text and "cmsis-nn kernel of CONV_2D is not bit-exact" in text
+    assert exchange.ok and lines[0] == "OPTRACE begin test=2" and "OPTRACE end" in lines
+    assert lines[-1] == "console: unrelated printk output" and session.captured is None
+
+
+def test_trace_request_frame_is_never_packed() -> None:
+    frame = proto.encode_request(7, bytes(784), trace=True)
+    assert frame[:2] == proto.MAGIC_TRACE_REQUEST and len(frame) == 6 + 784 + 2
+    assert proto.decode_request(frame, 784) == (7, bytes(784))

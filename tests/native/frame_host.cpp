@@ -5,7 +5,7 @@
  * feeds stdin to a LineAssembler sized as in the firmware, one character at a
  * time, and prints one line per finished frame so tests/test_frame_native.py can
  * hold it against python/zephyr_tinyml/device/protocol.py without Zephyr or QEMU:
- *   request <seq> <hex of the unpacked payload>
+ *   request <seq> <hex of the unpacked payload>   ("trace" for a trace request)
  *   error <seq> <code> <bytes decoded>
  */
 
@@ -49,7 +49,8 @@ int main(int argc, char** argv)
 			}
 			const size_t n = evalproto::ToHex(bytes, size, hex.data());
 			hex[n] = '\0';
-			std::printf("request %u %s\n", (unsigned)request.seq, hex.data());
+			std::printf("%s %u %s\n", request.trace ? "trace" : "request", (unsigned)request.seq,
+				    hex.data());
 			break;
 		}
 		}

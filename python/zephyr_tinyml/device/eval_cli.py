@@ -82,7 +82,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     link = _open_link(args, spec, work, console)
     try:
-        report = _run(args, spec, tflite, tflite_path, data, total, link, console)
+        report = _run(args, spec, tflite, tflite_path, data, total, link, console, _device_kernels(args, work))
     finally:
         link.close()
     report.wall_seconds = time.perf_counter() - started
@@ -100,7 +100,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _eval_generator(args: argparse.Namespace, spec: Any, work: Path, tflite: bytes, tflite_path: Path,
                     console: Any, started: float) -> int:
     """A GAN's generator on the device: latent vectors in, images out, every pixel against host TFLM."""
-    from .evaluate import compare_outputs, outputs_report_text, stream
+    from .evaluate import compare_outputs, name_differing_op, outputs_report_text, stream
     from ..fileio import write_atomic
     from ..model.gan import grid_png, latent_vectors, to_pixels
     from ..model.gan_pipeline import EVAL_SEED_OFFSET, dequantize, judge_pixels
@@ -120,9 +120,14 @@ def _eval_generator(args: argparse.Namespace, spec: Any, work: Path, tflite: byt
     try:
         session, info = _connect(args, link, console, tflite, tflite_path, latents.shape[1], model.output.shape[-1])
         outcome = stream(session, latents, lambda done, n, failed: None)
+        report, device = compare_outputs(outcome, run_tflm(tflite, latents), info, args.board, link.description)
+        if report.mismatches:
+            first = report.mismatches[0]
+            with console.status(f"input {first} differs from host TFLM: tracing it op by op on the device"):
+                report.differing_op = name_differing_op(session, latents[first], tflite, _device_kernels(args, work),
+                                                        f"input {first}")
     finally:
         link.close()
-    report, device = compare_outputs(outcome, run_tflm(tflite, latents), info, args.board, link.description)
     pixels = to_pixels(dequantize(device, model.output.scale, model.output.zero_point), spec).reshape(
         (-1,) + tuple(spec.input_shape))
     judgement = judge_pixels(spec, pixels, work, args.data_dir, RichUI(console))
@@ -141,6 +146,20 @@ def _eval_generator(args: argparse.Namespace, spec: Any, work: Path, tflite: byt
     return 0 if report.passed else 1
 
 
+def _build_dir(args: argparse.Namespace, work: Path) -> Path:
+    return Path(args.build_dir) if args.build_dir else work / f"eval-{args.board}"
+
+
+def _device_kernels(args: argparse.Namespace, work: Path) -> str:
+    """The kernels of the eval app this command built ("" for a board on --port: not known here)."""
+    from ..firmware.build import build_config
+
+    if args.port:
+        return ""
+    config = build_config(_build_dir(args, work))
+    return "cmsis-nn" if config.get("CONFIG_TINYML_KERNELS_CMSIS_NN") == "y" else "reference"
+
+
 def _open_link(args: argparse.Namespace, spec: Any, work: Path, console: Any) -> Any:
     from .link import QemuLink, SerialLink
 
@@ -149,7 +168,7 @@ def _open_link(args: argparse.Namespace, spec: Any, work: Path, console: Any) ->
     from ..firmware.build import build_app, is_qemu_build, require_zephyr
 
     zephyr = require_zephyr()
-    build_dir = Path(args.build_dir) if args.build_dir else work / f"eval-{args.board}"
+    build_dir = _build_dir(args, work)
     if not args.no_build:
         with console.status(f"building samples/mnist_eval for {args.board} in {build_dir}"):
             generated = Path(args.generated_dir) if args.generated_dir else spec.output_dir
@@ -174,7 +193,7 @@ def _connect(args: argparse.Namespace, link: Any, console: Any, tflite: bytes, t
 
 
 def _run(args: argparse.Namespace, spec: Any, tflite: bytes, tflite_path: Path, data: Any, total: int,
-         link: Any, console: Any) -> Any:
+         link: Any, console: Any, kernels: str) -> Any:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -182,7 +201,7 @@ def _run(args: argparse.Namespace, spec: Any, tflite: bytes, tflite_path: Path, 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
-    from .evaluate import compare, stream
+    from .evaluate import compare, name_differing_op, stream
     from ..model.tflite_model import inspect_model
     from ..model.verify import quantize_input
 
@@ -218,8 +237,13 @@ def _run(args: argparse.Namespace, spec: Any, tflite: bytes, tflite_path: Path, 
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     labels = data.y_test[:total]
-    return compare(outcome, indices, labels, tflm, tflite_out, float_pred, info, spec.labels, args.board,
-                   link.description)
+    report = compare(outcome, indices, labels, tflm, tflite_out, float_pred, info, spec.labels, args.board,
+                     link.description)
+    if report.mismatches:
+        first = report.mismatches[0].test_index
+        with console.status(f"test image {first} differs from host TFLM: tracing it op by op on the device"):
+            report.differing_op = name_differing_op(session, inputs[first], tflite, kernels, f"test image {first}")
+    return report
 
 
 def _host_side(tflite: bytes, inputs: Any, keras_path: Path, norm_scale: float, norm_offset: float,

@@ -133,6 +133,7 @@ class EvalReport:
     device: dict[str, Any]
     wall_seconds: float = 0.0           # the whole command, set by the caller
     extra: dict[str, Any] = field(default_factory=dict)
+    differing_op: str = ""              # the first mismatch traced op by op on the device (name_differing_op)
 
     @property
     def passed(self) -> bool:
@@ -235,6 +236,8 @@ def report_text(report: EvalReport) -> str:
         lines.append(f"    {label:>{width}} " + " ".join(f"{count:>5}" for count in row))
     for mismatch in report.mismatches[:5]:
         lines.append(f"  MISMATCH test image {mismatch.test_index}: device {mismatch.device} host {mismatch.host}")
+    if report.differing_op:
+        lines.append(f"  WHICH OP         {report.differing_op}")
     lines += _failed_lines("test image", report.failed)
     lines.append("  PASS: every output vector equals host TFLM" if report.passed else "  FAIL")
     return "\n".join(lines)
@@ -253,6 +256,24 @@ def _outcome_lines(title: str, noun: str, board: str, link: str, requested: int,
 def _failed_lines(noun: str, failed: dict[int, list[str]]) -> list[str]:
     """The first five failed inputs and why, for both reports."""
     return [f"  FAILED {noun} {index}: " + "; ".join(reasons) for index, reasons in list(failed.items())[:5]]
+
+
+def name_differing_op(session: Session, model_input: np.ndarray, tflite: bytes, kernels: str,
+                      input_name: str) -> str:
+    """Send one input that differed as a trace request and name the first op whose output differs.
+
+    The device prints the input and every op's output tensor before its reply (tinyml::TraceInvoke);
+    host TFLM runs the same input with every intermediate tensor readable (``firmware/op_trace.py``).
+    """
+    from ..firmware.op_trace import describe, first_difference, parse_trace
+
+    exchange, lines = session.trace(model_input)
+    trace = parse_trace("\n".join(lines))
+    if trace is None or not trace.complete:
+        problem = "; ".join(exchange.problems) or "no OPTRACE lines"
+        return (f"the device sent no complete op trace for {input_name} ({problem}): an eval app built before "
+                f"trace requests existed? Rebuild samples/mnist_eval from this checkout")
+    return describe(first_difference(tflite, trace), kernels, input_name)
 
 
 def model_from_sources(model_data_cc: Path) -> bytes:
@@ -289,6 +310,7 @@ class OutputsReport:
     device: dict[str, Any]
     wall_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    differing_op: str = ""              # the first mismatch traced op by op on the device (name_differing_op)
 
     @property
     def passed(self) -> bool:
@@ -343,6 +365,8 @@ def outputs_report_text(report: OutputsReport) -> str:
         lines.append(f"  {key:<16} {value}")
     for position in report.mismatches[:5]:
         lines.append(f"  MISMATCH input {position}")
+    if report.differing_op:
+        lines.append(f"  WHICH OP         {report.differing_op}")
     lines += _failed_lines("input", report.failed)
     lines.append("  PASS: every output equals host TFLM's, byte for byte" if report.passed else "  FAIL")
     return "\n".join(lines)

@@ -24,6 +24,7 @@ ERROR_MARKER = "!"
 
 MAGIC_REQUEST = b"TQ"          # payload as is
 MAGIC_PACKED_REQUEST = b"TP"   # payload PackBits-packed (test images shrink about 3.5 times)
+MAGIC_TRACE_REQUEST = b"TT"    # payload as is; the device prints every op's output (OPTRACE lines) first
 MAGIC_RESULT = b"TR"
 MAGIC_OUTPUTS = b"TO"          # a non-classifier's whole output tensor (e.g. a generator's image)
 MAGIC_INFO = b"TI"
@@ -173,13 +174,17 @@ def unpack_bits(data: bytes, size: int | None = None) -> bytes:
     return bytes(out)
 
 
-def encode_request(seq: int, payload: bytes | np.ndarray = b"", pack: bool = True) -> bytes:
-    """The binary request frame: magic, seq, length, payload (packed when that is shorter), CRC."""
+def encode_request(seq: int, payload: bytes | np.ndarray = b"", pack: bool = True, trace: bool = False) -> bytes:
+    """The binary request frame: magic, seq, length, payload (packed when that is shorter), CRC.
+
+    ``trace``: a trace request (never packed): the device runs the input op by op and prints each
+    op's output tensor before its reply, so the host can name the op that differs.
+    """
     if not 0 <= seq < SEQ_LIMIT:
         raise ValueError(f"sequence number {seq} outside 0..{SEQ_LIMIT - 1}")
     data = payload.astype(np.int8).tobytes() if isinstance(payload, np.ndarray) else bytes(payload)
-    magic = MAGIC_REQUEST
-    if pack and data:
+    magic = MAGIC_TRACE_REQUEST if trace else MAGIC_REQUEST
+    if pack and data and not trace:
         packed = pack_bits(data)
         if len(packed) < len(data):
             magic, data = MAGIC_PACKED_REQUEST, packed
@@ -188,9 +193,9 @@ def encode_request(seq: int, payload: bytes | np.ndarray = b"", pack: bool = Tru
     return _seal(HEADER.pack(magic, seq, len(data)) + data)
 
 
-def request_line(seq: int, payload: bytes | np.ndarray = b"", pack: bool = True) -> str:
+def request_line(seq: int, payload: bytes | np.ndarray = b"", pack: bool = True, trace: bool = False) -> str:
     """One request as the text line the device reads (newline included)."""
-    return REQUEST_MARKER + encode_request(seq, payload, pack).hex() + "\n"
+    return REQUEST_MARKER + encode_request(seq, payload, pack, trace).hex() + "\n"
 
 
 def decode_request(frame: bytes, input_size: int | None = None) -> tuple[int, bytes]:
@@ -202,7 +207,7 @@ def decode_request(frame: bytes, input_size: int | None = None) -> tuple[int, by
     if len(frame) < HEADER.size + CRC.size:
         raise FrameError(ErrorCode.SHORT.label)
     magic, seq, length = HEADER.unpack_from(frame)
-    if magic not in (MAGIC_REQUEST, MAGIC_PACKED_REQUEST):
+    if magic not in (MAGIC_REQUEST, MAGIC_PACKED_REQUEST, MAGIC_TRACE_REQUEST):
         raise FrameError(ErrorCode.BAD_MAGIC.label)
     if length != len(frame) - HEADER.size - CRC.size:
         raise FrameError(ErrorCode.BAD_LENGTH.label)

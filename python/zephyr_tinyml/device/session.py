@@ -81,6 +81,7 @@ class Session:
         self.retries = retries
         self.stats = LinkStats()
         self.console: deque[str] = deque(maxlen=console_tail)  # last non-protocol lines, for error messages
+        self.captured: list[str] | None = None   # while tracing: every non-protocol line
         self._seq = 0
 
     def next_seq(self) -> int:
@@ -89,13 +90,13 @@ class Session:
         return seq
 
     def request(self, payload: bytes | np.ndarray = b"", timeout: float | None = None,
-                retries: int | None = None) -> Exchange:
+                retries: int | None = None, trace: bool = False) -> Exchange:
         """Send ``payload`` (empty: info request) until a matching reply comes or attempts run out."""
         want = Info if len(payload) == 0 else Result
         timeout = self.attempt_timeout() if timeout is None else timeout
         retries = self.retries if retries is None else retries
         seq = self.next_seq()
-        line = request_line(seq, payload)
+        line = request_line(seq, payload, trace=trace)
         exchange = Exchange(seq, None, 0)
         self.stats.requests += 1
         for attempt in range(retries + 1):
@@ -113,6 +114,20 @@ class Session:
                 return exchange
             exchange.problems.append(f"attempt {attempt + 1}: {problem}")
         return exchange
+
+    def trace(self, payload: bytes | np.ndarray) -> tuple[Exchange, list[str]]:
+        """A trace request for one input: its exchange and the console lines the device printed
+        meanwhile (the ``OPTRACE`` lines of every op's output, ``firmware/op_trace.py`` reads them).
+
+        One attempt only (a resent trace would print it twice); the wait restarts with every line
+        the device prints, since a large model's trace takes a slow UART many seconds.
+        """
+        self.captured = []
+        try:
+            exchange = self.request(payload, retries=0, trace=True)
+            return exchange, self.captured
+        finally:
+            self.captured = None
 
     def attempt_timeout(self) -> float:
         """Seconds one attempt waits: the fixed ``timeout``, or the adaptive one (see the class)."""
@@ -139,6 +154,9 @@ class Session:
             if reply is None:
                 self.stats.console_lines += 1
                 self.console.append(line)
+                if self.captured is not None:
+                    self.captured.append(line)
+                    deadline = time.monotonic() + timeout
                 continue
             if isinstance(reply, ErrorReply):
                 if reply.seq not in (seq, UNKNOWN_SEQ):

@@ -192,7 +192,8 @@ def build_step(spec: Any, result: Any, args: Any, console: Any) -> int:
 
             traced = trace_difference(folder, output)
             if traced is not None:
-                console.print(f"[red]not bit-exact:[/red] {describe(traced[1], str(summary.get('kernels', '?')), traced[0].test)}")
+                text = describe(traced[1], str(summary.get("kernels", "")), f"test input {traced[0].test}")
+                console.print(f"[red]not bit-exact:[/red] {text}")
         needed = summary.get("arena_needed")
         if isinstance(needed, int) and needed:
             console.print(f"arena: {summary['arena_size']:,} bytes allocated, AllocateTensors() needs {needed:,} on "

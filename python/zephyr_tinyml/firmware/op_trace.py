@@ -62,15 +62,14 @@ def parse_trace(output: str) -> DeviceTrace | None:
 
 def generated_model(folder: Path) -> bytes:
     """The ``.tflite`` compiled into the image: ``model_data.cc``'s bytes, checked against the facts file."""
+    from ..device.evaluate import model_from_sources
     from ..model.codegen import MODEL_FACTS
 
     source, facts_file = folder / "model_data.cc", folder / MODEL_FACTS
     try:
-        text, facts = source.read_text(), json.loads(facts_file.read_text())
+        model, facts = model_from_sources(source), json.loads(facts_file.read_text())
     except (OSError, ValueError) as err:
         raise FirmwareError(f"cannot read the generated model in {folder}: {err}; rerun `west tinyml build`") from None
-    start, end = text.find("] = {"), text.find("};")
-    model = bytes(int(value, 16) for value in re.findall(r"0x([0-9a-fA-F]{2})", text[start:end]))
     if sha256_bytes(model) != facts.get("model_sha256"):
         raise FirmwareError(f"{source} does not hold the model {facts_file} describes (sha256 differs): "
                             f"regenerate with `west tinyml build`")
@@ -96,7 +95,7 @@ def first_difference(tflite: bytes, trace: DeviceTrace, limit: int = 4) -> dict[
     interpreter.set_input(image.reshape(details["shape"]), 0)
     interpreter.invoke()
     for position, op in enumerate(ops):
-        base = dict(op, ops=len(ops), test=trace.test)
+        base = dict(op, ops=len(ops))
         host = np.asarray(interpreter.get_output(position)).reshape(-1)
         printed = trace.tensors.get(op["tensor"])
         if printed is None:
@@ -112,12 +111,16 @@ def first_difference(tflite: bytes, trace: DeviceTrace, limit: int = 4) -> dict[
     return None
 
 
-def describe(difference: dict[str, Any] | None, kernels: str, test: int) -> str:
-    """One paragraph for the user: which op, by how much, what to do."""
+def describe(difference: dict[str, Any] | None, kernels: str, input_name: str) -> str:
+    """One paragraph for the user: which op, by how much, what to do.
+
+    ``kernels``: the device's kernel build (``cmsis-nn``, ``reference``, ...; empty when unknown);
+    ``input_name``: which input was traced ("test input 3", "test image 1234").
+    """
     if difference is None:
-        return (f"every op's output on test input {test} equals host TFLM's, yet the output differed from the "
-                f"bytes in test_data.cc: those are not host TFLM's outputs for this model; regenerate the sources "
-                f"with `west tinyml build`")
+        return (f"every op's output on {input_name} equals host TFLM's in the device's op trace, yet its output "
+                f"differed: the expected bytes are not host TFLM's for this model (regenerate the sources with "
+                f"`west tinyml build`), or the device does not compute the same twice")
     where = (f"op {difference['op_index']} of {difference['ops']}, {difference['op']} (output tensor "
              f"{difference['tensor']} '{difference['tensor_name']}')")
     if difference.get("missing"):
@@ -132,10 +135,13 @@ def describe(difference: dict[str, Any] | None, kernels: str, test: int) -> str:
     if kernels.startswith("cmsis-nn"):
         advice = (f"so the {kernels} kernel of {difference['op']} is not bit-exact with host TFLM for this model. "
                   f"Build with --kernels reference (the kernels host TFLM runs) and report the op and model")
-    else:
+    elif kernels == "reference":
         advice = (f"so TFLM's {difference['op']} kernel computes differently on this 32-bit device than on the "
                   f"host: report the op and model")
-    return (f"{where} is the first op whose output differs from host TFLM's on test input {difference['test']}: "
+    else:
+        advice = (f"so the device's {difference['op']} kernel is not bit-exact with host TFLM for this model "
+                  f"(with CMSIS-NN, --kernels reference runs the kernels host TFLM runs)")
+    return (f"{where} is the first op whose output differs from host TFLM's on {input_name}: "
             f"{amount}. Every op before it gave equal tensors, {advice}.")
 
 

@@ -14,11 +14,14 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 
 from ..errors import SpecError
+
+if TYPE_CHECKING:   # for the annotation only: loading a spec does not import numpy and the data stage
+    from .data import DataSource
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -102,7 +105,7 @@ class Spec:
     has_data: bool = True             # False: a model file given without any data
     gan: GanSpec | None = None        # model.generator: a GAN whose generator is deployed
 
-    def data_source(self) -> "DataSource":
+    def data_source(self) -> DataSource:
         """What the data stage loads (built-in name or path), with this spec's place for messages."""
         from .data import DataSource
 

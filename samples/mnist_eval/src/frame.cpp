@@ -164,7 +164,8 @@ LineAssembler::Status LineAssembler::Finish(Request* request, Error* error, uint
 		if (count_ < kHeaderSize + kCrcSize) {
 			fault = Error::kShort;
 		} else if (buffer_[0] != kMagicRequest[0] ||
-			   (buffer_[1] != kMagicRequest[1] && buffer_[1] != kMagicPackedRequest[1])) {
+			   (buffer_[1] != kMagicRequest[1] && buffer_[1] != kMagicPackedRequest[1] &&
+			    buffer_[1] != kMagicTraceRequest[1])) {
 			fault = Error::kBadMagic;
 		} else if (ReadU16(buffer_ + 4) != count_ - kHeaderSize - kCrcSize) {
 			fault = Error::kBadLength;
@@ -172,7 +173,7 @@ LineAssembler::Status LineAssembler::Finish(Request* request, Error* error, uint
 			fault = Error::kBadHex;
 		} else if (Crc16(buffer_, count_ - kCrcSize) != ReadU16(buffer_ + count_ - kCrcSize)) {
 			fault = Error::kBadCrc;
-		} else if (buffer_[1] == kMagicRequest[1] && ReadU16(buffer_ + 4) != 0 &&
+		} else if (buffer_[1] != kMagicPackedRequest[1] && ReadU16(buffer_ + 4) != 0 &&
 			   ReadU16(buffer_ + 4) != payload_size_) {
 			fault = Error::kBadSize;
 		}
@@ -188,6 +189,7 @@ LineAssembler::Status LineAssembler::Finish(Request* request, Error* error, uint
 	request->length = ReadU16(buffer_ + 4);
 	request->payload = buffer_ + kHeaderSize;
 	request->packed = buffer_[1] == kMagicPackedRequest[1];
+	request->trace = buffer_[1] == kMagicTraceRequest[1];
 	return Status::kRequest;
 }
 

@@ -21,6 +21,7 @@ constexpr char kLostLineEnd = '\x18';
 
 constexpr uint8_t kMagicRequest[2] = {'T', 'Q'};       /* payload as is */
 constexpr uint8_t kMagicPackedRequest[2] = {'T', 'P'}; /* payload PackBits-packed */
+constexpr uint8_t kMagicTraceRequest[2] = {'T', 'T'};  /* payload as is; run it op by op (OPTRACE lines) */
 constexpr uint8_t kMagicResult[2] = {'T', 'R'};
 constexpr uint8_t kMagicOutputs[2] = {'T', 'O'};  /* a non-classifier's whole output tensor */
 constexpr uint8_t kMagicInfo[2] = {'T', 'I'};
@@ -72,6 +73,7 @@ struct Request {
 	const uint8_t* payload;
 	uint16_t length;
 	bool packed;
+	bool trace; /* print every op's output before the reply (tinyml::TraceInvoke) */
 };
 
 /*

@@ -236,8 +236,10 @@ int main(void)
 				SendError(request.seq, Error::kBadSize, request.length);
 				break;
 			}
+			/* A trace request (the host saw this input differ) prints every op's output first. */
 			const uint32_t start = k_cycle_get_32();
-			const TfLiteStatus status = interpreter->Invoke();
+			const TfLiteStatus status = request.trace ? tinyml::TraceInvoke(interpreter, request.seq)
+								  : interpreter->Invoke();
 			const uint32_t cycles = k_cycle_get_32() - start;
 			if (status != kTfLiteOk) {
 				SendError(request.seq, Error::kInvoke, request.length);

@@ -50,13 +50,15 @@ tflite::MicroInterpreter* StartInterpreter();
 int RunSelfTest();
 
 /*
- * CONFIG_TINYML_SELF_TEST: run the model once more on the input tensor's
+ * Run the model once more on the input tensor's
  * contents, printing that input and every op's output tensor as it is produced
  * ("OPTRACE" lines of hex between "OPTRACE begin test=<test>" and
  * "OPTRACE end"). The host (`west tinyml build --run`, `west tinyml bench`)
  * runs host TFLM on the same input and names the first op whose output differs:
  * the kernel that is not bit-exact. The self test calls it for the first input
- * whose output differs from host TFLM's. Returns Invoke()'s status.
+ * whose output differs from host TFLM's, samples/mnist_eval for a trace request
+ * (`west tinyml eval` sends one for the first image that differed). Returns
+ * Invoke()'s status.
  */
 TfLiteStatus TraceInvoke(tflite::MicroInterpreter* interpreter, int test);
 

@@ -1,7 +1,7 @@
 /*
  * SPDX-License-Identifier: Apache-2.0
  *
- * The op trace of the self test (CONFIG_TINYML_SELF_TEST), inside the runtime:
+ * The op trace (tinyml::TraceInvoke(): the self test, the eval app), inside the runtime:
  * every op's output tensor printed as it is produced, so the host can name the
  * first op whose output differs from host TFLM's (a kernel that is not
  * bit-exact for this model).

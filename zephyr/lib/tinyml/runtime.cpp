@@ -14,9 +14,7 @@
 
 #include "model_data.h"
 #include "op_resolver.h"
-#if defined(CONFIG_TINYML_SELF_TEST)
 #include "op_trace.h"
-#endif
 
 namespace tinyml {
 namespace {
@@ -143,7 +141,6 @@ tflite::MicroInterpreter* StartInterpreter()
 	return &interpreter;
 }
 
-#if defined(CONFIG_TINYML_SELF_TEST)
 TfLiteStatus TraceInvoke(tflite::MicroInterpreter* interpreter, int test)
 {
 	/* Wrapped only now: inferences before the first trace run without the wrappers' cost. */
@@ -157,7 +154,6 @@ TfLiteStatus TraceInvoke(tflite::MicroInterpreter* interpreter, int test)
 	printk("OPTRACE end\n");
 	return status;
 }
-#endif
 
 }  // namespace tinyml
 
