@@ -29,7 +29,9 @@ def test_table_counts_instructions_and_time_at_the_clock() -> None:
     assert rows[0].us_at_clock == pytest.approx(2_515_781 / 12)
     markdown = render(rows, "markdown").splitlines()
     assert markdown[0].startswith("| model | board | kernels | flash B | RAM B |") and len(markdown) == 4
-    assert "| 56,874 | 12,392 | 9,040 / 8,960 | 2.52 M | 209,648 (12) | 10/10 |" in markdown[2]
+    assert "| 56,874 | 12,392 | 9,040 / 8,960 | 2.52 M | 209,648 (12) | 10/10 |  |" in markdown[2]
+    rows[0].images_per_second = 95.94
+    assert "| 10/10 | 95.9 |  |" in render(rows, "markdown").splitlines()[2]
     assert markdown[3].endswith("| not a QEMU board: sizes only |")
     data = json.loads(render(rows, "json"))
     assert data[0]["instructions"] == 2_515_781 and data[1]["arena_used"] == 0
@@ -86,3 +88,12 @@ def test_a_failed_build_is_noted_with_its_reason() -> None:
             "/bin/sh: 1: QEMU-NOTFOUND: not found\nFAILED: zephyr/CMakeFiles/run_qemu")
     assert failure_reason(qemu) == "/bin/sh: 1: QEMU-NOTFOUND: not found"
     assert failure_reason("just one line") == "just one line"
+
+
+def test_the_uart_evaluation_gets_the_eval_commands_defaults() -> None:
+    """``tinyml bench --eval N`` runs ``tinyml eval``'s own code with its own defaults, on the build it made."""
+    from zephyr_tinyml.device.eval_cli import eval_arguments
+
+    args = eval_arguments(["mnist", "-n", "5", "--board", "mps2_an521", "--build-dir", "b", "--no-build"])
+    assert (args.model, args.images, args.board, args.build_dir, args.no_build) == ("mnist", 5, "mps2_an521", "b", True)
+    assert args.timeout is None and args.retries == 3 and args.port is None and not args.all

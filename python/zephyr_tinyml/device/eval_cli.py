@@ -61,7 +61,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Everything ``tinyml eval`` does, in order; returns the exit status."""
     from rich.console import Console
 
-    from ..model.data import load_dataset
     from ..model.spec import load_spec, resolve_spec_path
 
     started = time.perf_counter()
@@ -75,16 +74,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     tflite = tflite_path.read_bytes()
     if spec.gan is not None:
         return _eval_generator(args, spec, work, tflite, tflite_path, console, started)
-    data = load_dataset(spec.data_source(), spec.input_shape, Path(args.data_dir) if args.data_dir else None)
-    total = len(data.x_test) if args.all else min(DEFAULT_IMAGES if args.images is None else args.images, len(data.x_test))
-    if total <= 0:
-        raise TinymlError("-n must be at least 1")
-
-    link = _open_link(args, spec, work, console)
-    try:
-        report = _run(args, spec, tflite, tflite_path, data, total, link, console, _device_kernels(args, work))
-    finally:
-        link.close()
+    report = evaluate_classifier(args, spec, work, tflite, tflite_path, console)
     report.wall_seconds = time.perf_counter() - started
     _write_outputs(report, work, spec.name)
     if args.format == "json":
@@ -95,6 +85,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(report_text(report))
         console.print(f"report: {work / 'eval.json'}, confusion matrix: {work / 'eval-confusion.png'}")
     return 0 if report.passed else 1
+
+
+def eval_arguments(argv: list[str]) -> argparse.Namespace:
+    """``tinyml eval``'s arguments for ``argv`` (after ``eval``), with the command's own defaults:
+    for callers that run an evaluation as part of something else (``tinyml bench --eval``)."""
+    parser = argparse.ArgumentParser(prog="tinyml")
+    add_command(parser.add_subparsers())
+    return parser.parse_args(["eval", *argv])
+
+
+def evaluate_classifier(args: argparse.Namespace, spec: Any, work: Path, tflite: bytes, tflite_path: Path,
+                        console: Any) -> Any:
+    """Load the test images, open the link (building the app unless --no-build), stream and compare:
+    the :class:`~zephyr_tinyml.device.evaluate.EvalReport`, nothing written."""
+    from ..model.data import load_dataset
+
+    data = load_dataset(spec.data_source(), spec.input_shape, Path(args.data_dir) if args.data_dir else None)
+    total = len(data.x_test) if args.all else min(DEFAULT_IMAGES if args.images is None else args.images, len(data.x_test))
+    if total <= 0:
+        raise TinymlError("-n must be at least 1")
+    link = _open_link(args, spec, work, console)
+    try:
+        return _run(args, spec, tflite, tflite_path, data, total, link, console, _device_kernels(args, work))
+    finally:
+        link.close()
 
 
 def _eval_generator(args: argparse.Namespace, spec: Any, work: Path, tflite: bytes, tflite_path: Path,

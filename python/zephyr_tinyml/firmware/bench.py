@@ -50,6 +50,7 @@ class BenchRow:
     instructions: int = 0        # per inference, from QEMU icount; 0: not run or no icount
     clock_hz: int = 0
     correct: str = ""            # "10/10" from the self test
+    images_per_second: float = 0.0   # --eval: test images streamed over the UART and answered, per second
     note: str = ""
 
     @property
@@ -69,6 +70,10 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--boards", default=",".join(DEFAULT_BOARDS), help="comma-separated (default: %(default)s)")
     p.add_argument("--kernels", default=",".join(DEFAULT_KERNELS), help="comma-separated (default: %(default)s)")
     p.add_argument("--build-root", metavar="DIR", default="build/bench", help="(default: %(default)s)")
+    p.add_argument("--eval", type=int, default=0, metavar="N",
+                   help="also build samples/mnist_eval for each QEMU row of a classifier and stream its first N test "
+                        "images over the UART (`tinyml eval`): the images/s column (a second TFLM build per board "
+                        "and kernels; default: off)")
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     p.add_argument("--out", metavar="FILE", help="also write the table (in --format) to FILE")
     p.set_defaults(func=cmd_bench)
@@ -92,6 +97,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 with console.status(f"{spec.name} on {board}, {kernels} kernels: building in {build_dir}"):
                     rows.append(bench_one(spec, app, board, kernels, build_dir, console))
                 row = rows[-1]
+                if args.eval and row.correct and spec.gan is None and spec.has_data:
+                    eval_dir = Path(args.build_root) / "mnist_eval" / f"{board}-{kernels}"
+                    with console.status(f"{spec.name} on {board}, {kernels} kernels: UART evaluation in {eval_dir}"):
+                        _uart_eval(row, spec, board, kernels, eval_dir, args.eval, console)
                 console.print(f"{spec.name} {board} {row.kernels}: flash {row.flash:,} RAM {row.ram:,} "
                               f"instructions {row.instructions:,} {row.note}".rstrip())
     text = render(rows, args.format)
@@ -153,6 +162,32 @@ def _run(row: BenchRow, app: Path, board: str, build_dir: Path, folder: Path, co
         row.note = "; ".join(filter(None, [row.note, "no QEMU icount calibration in this run: no instruction count"]))
 
 
+def _uart_eval(row: BenchRow, spec: Any, board: str, kernels: str, eval_dir: Path, images: int, console: Any) -> None:
+    """``tinyml eval <model> -n <images>`` on the eval app built with the same kernels: images/s into ``row``.
+
+    The rate is what the whole exchange achieves (QEMU's UART, the host's framing and checks), at
+    QEMU's speed on this host, not the board's: it shows the cost of the evaluation, not of inference.
+    """
+    from ..device.eval_cli import EVAL_APP, eval_arguments, evaluate_classifier
+
+    folder = Path(spec.output_dir)
+    work = Path.cwd() / "build" / "tinyml" / spec.name
+    tflite_path = work / f"{spec.name}.tflite"
+    try:
+        build_app(EVAL_APP, board, eval_dir, folder, extra_cmake_args=kernels_args(kernels))
+        args = eval_arguments([str(spec.path), "-n", str(images), "--board", board, "--build-dir", str(eval_dir),
+                               "--generated-dir", str(folder), "--no-build"])
+        report = evaluate_classifier(args, spec, work, tflite_path.read_bytes(), tflite_path, console)
+    except (TinymlError, OSError) as err:
+        row.note = "; ".join(filter(None, [row.note, "UART eval failed: " + failure_reason(str(err))[:160]]))
+        return
+    row.images_per_second = report.images_per_second
+    if not report.passed:
+        problem = f"UART eval: {len(report.mismatches)} of {report.images} differ" + (
+            f" ({report.differing_op[:120]})" if report.differing_op else "")
+        row.note = "; ".join(filter(None, [row.note, problem]))
+
+
 def failure_reason(message: str) -> str:
     """The line of a failed build's output that says why, for a table cell.
 
@@ -189,16 +224,18 @@ def render(rows: list[BenchRow], fmt: str) -> str:
     if fmt == "json":
         return json.dumps([asdict(r) | {"us_at_clock": round(r.us_at_clock, 1)} for r in rows], indent=1)
     header = ["model", "board", "kernels", "flash B", "RAM B", "arena B (allocated / needed)",
-              "instructions / inference", "µs at clock (MHz)", "self test", "note"]
+              "instructions / inference", "µs at clock (MHz)", "self test", "UART eval images/s", "note"]
     lines = []
     for r in rows:
         arena = f"{r.arena_size:,} / {r.arena_needed or r.arena_used:,}" if r.arena_used else ""
         instr = f"{r.instructions / 1e6:.2f} M" if r.instructions else ""
         at_clock = f"{r.us_at_clock:,.0f} ({r.clock_hz / 1e6:g})" if r.us_at_clock else ""
         lines.append([r.model, r.board, r.kernels, f"{r.flash:,}" if r.flash else "", f"{r.ram:,}" if r.ram else "",
-                      arena, instr, at_clock, r.correct, r.note])
+                      arena, instr, at_clock, r.correct, f"{r.images_per_second:.1f}" if r.images_per_second else "",
+                      r.note])
     if fmt == "markdown":
-        out = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] * 3 + ["---:"] * 5 + ["---"] * 2) + " |"]
+        out = ["| " + " | ".join(header) + " |",
+               "| " + " | ".join(["---"] * 3 + ["---:"] * 5 + ["---", "---:", "---"]) + " |"]
         out += ["| " + " | ".join(line) + " |" for line in lines]
         return "\n".join(out)
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
