@@ -141,7 +141,10 @@ def region_report(elf: Path, map_file: Path | None = None, model_dir: Path | Non
             lma = _load_address(section, segments)
             ram_region = next((r for r in ram_regions if r.contains(vma)), None)
             flash_region = None
-            if section["sh_type"] != "SHT_NOBITS":
+            # Stored in flash: a section with contents whose load address is there, unless it is loaded
+            # where it runs in RAM (LMA = VMA: a board without XIP, e.g. qemu_cortex_a9, whose whole
+            # image is loaded into RAM; its linker script's FLASH region may still span that address).
+            if section["sh_type"] != "SHT_NOBITS" and not (ram_region is not None and lma == vma):
                 flash_region = next((r for r in flash_regions if r.contains(lma)), None)
             placement[section.name] = (flash_region is not None, ram_region is not None)
             if ram_region is not None:
