@@ -22,6 +22,16 @@ constexpr size_t kArenaMeasuredDeviceBytes = 42304;
 // + 1 %, rounded up to 16.
 constexpr size_t kTensorArenaSize = 42800;
 constexpr size_t kArenaMeasuredDeviceBytes = 42368;
+#elif TINYML_POINTERS_32BIT && TINYML_KERNELS == TINYML_KERNELS_CMSIS_NN_DSP
+// cmsis-nn-dsp kernels: AllocateTensors() needs 42384 bytes on mps3_an547 (arena_used_bytes() 42372),
+// + 1 %, rounded up to 16.
+constexpr size_t kTensorArenaSize = 42816;
+constexpr size_t kArenaMeasuredDeviceBytes = 42384;
+#elif TINYML_POINTERS_32BIT && TINYML_KERNELS == TINYML_KERNELS_CMSIS_NN_MVE
+// cmsis-nn-mve kernels: AllocateTensors() needs 42368 bytes on mps3_an547 (arena_used_bytes() 42356),
+// + 1 %, rounded up to 16.
+constexpr size_t kTensorArenaSize = 42800;
+constexpr size_t kArenaMeasuredDeviceBytes = 42368;
 #else
 // Not measured on a device for this kernel build: host TFLM's 43360 bytes (64-bit, reference
 // kernels) + 5 %, rounded up to 16. `west tinyml build --run` on a QEMU board of

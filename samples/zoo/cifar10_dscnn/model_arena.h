@@ -22,6 +22,16 @@ constexpr size_t kArenaMeasuredDeviceBytes = 47712;
 // + 1 %, rounded up to 16.
 constexpr size_t kTensorArenaSize = 48256;
 constexpr size_t kArenaMeasuredDeviceBytes = 47776;
+#elif TINYML_POINTERS_32BIT && TINYML_KERNELS == TINYML_KERNELS_CMSIS_NN_DSP
+// cmsis-nn-dsp kernels: AllocateTensors() needs 47776 bytes on mps3_an547 (arena_used_bytes() 47764),
+// + 1 %, rounded up to 16.
+constexpr size_t kTensorArenaSize = 48256;
+constexpr size_t kArenaMeasuredDeviceBytes = 47776;
+#elif TINYML_POINTERS_32BIT && TINYML_KERNELS == TINYML_KERNELS_CMSIS_NN_MVE
+// cmsis-nn-mve kernels: AllocateTensors() needs 47792 bytes on mps3_an547 (arena_used_bytes() 47780),
+// + 1 %, rounded up to 16.
+constexpr size_t kTensorArenaSize = 48272;
+constexpr size_t kArenaMeasuredDeviceBytes = 47792;
 #else
 // Not measured on a device for this kernel build: host TFLM's 49264 bytes (64-bit, reference
 // kernels) + 5 %, rounded up to 16. `west tinyml build --run` on a QEMU board of

@@ -22,6 +22,16 @@ constexpr size_t kArenaMeasuredDeviceBytes = 18624;
 // + 1 %, rounded up to 16.
 constexpr size_t kTensorArenaSize = 18816;
 constexpr size_t kArenaMeasuredDeviceBytes = 18624;
+#elif TINYML_POINTERS_32BIT && TINYML_KERNELS == TINYML_KERNELS_CMSIS_NN_DSP
+// cmsis-nn-dsp kernels: AllocateTensors() needs 18624 bytes on mps3_an547 (arena_used_bytes() 18612),
+// + 1 %, rounded up to 16.
+constexpr size_t kTensorArenaSize = 18816;
+constexpr size_t kArenaMeasuredDeviceBytes = 18624;
+#elif TINYML_POINTERS_32BIT && TINYML_KERNELS == TINYML_KERNELS_CMSIS_NN_MVE
+// cmsis-nn-mve kernels: AllocateTensors() needs 18624 bytes on mps3_an547 (arena_used_bytes() 18612),
+// + 1 %, rounded up to 16.
+constexpr size_t kTensorArenaSize = 18816;
+constexpr size_t kArenaMeasuredDeviceBytes = 18624;
 #else
 // Not measured on a device for this kernel build: host TFLM's 19488 bytes (64-bit, reference
 // kernels) + 5 %, rounded up to 16. `west tinyml build --run` on a QEMU board of
