@@ -74,6 +74,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
                    help="also build samples/mnist_eval for each QEMU row of a classifier and stream its first N test "
                         "images over the UART (`tinyml eval`): the images/s column (a second TFLM build per board "
                         "and kernels; default: off)")
+    p.add_argument("--data-dir", metavar="DIR", help="--eval: folder with the data set's files (as for `tinyml eval`)")
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     p.add_argument("--out", metavar="FILE", help="also write the table (in --format) to FILE")
     p.set_defaults(func=cmd_bench)
@@ -100,7 +101,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 if args.eval and row.correct and spec.gan is None and spec.has_data:
                     eval_dir = Path(args.build_root) / "mnist_eval" / f"{board}-{kernels}"
                     with console.status(f"{spec.name} on {board}, {kernels} kernels: UART evaluation in {eval_dir}"):
-                        _uart_eval(row, spec, board, kernels, eval_dir, args.eval, console)
+                        _uart_eval(row, spec, board, kernels, eval_dir, args.eval, args.data_dir, console)
                 console.print(f"{spec.name} {board} {row.kernels}: flash {row.flash:,} RAM {row.ram:,} "
                               f"instructions {row.instructions:,} {row.note}".rstrip())
     text = render(rows, args.format)
@@ -162,7 +163,8 @@ def _run(row: BenchRow, app: Path, board: str, build_dir: Path, folder: Path, co
         row.note = "; ".join(filter(None, [row.note, "no QEMU icount calibration in this run: no instruction count"]))
 
 
-def _uart_eval(row: BenchRow, spec: Any, board: str, kernels: str, eval_dir: Path, images: int, console: Any) -> None:
+def _uart_eval(row: BenchRow, spec: Any, board: str, kernels: str, eval_dir: Path, images: int,
+               data_dir: str | None, console: Any) -> None:
     """``tinyml eval <model> -n <images>`` on the eval app built with the same kernels: images/s into ``row``.
 
     The rate is what the whole exchange achieves (QEMU's UART, the host's framing and checks), at
@@ -176,7 +178,7 @@ def _uart_eval(row: BenchRow, spec: Any, board: str, kernels: str, eval_dir: Pat
     try:
         build_app(EVAL_APP, board, eval_dir, folder, extra_cmake_args=kernels_args(kernels))
         args = eval_arguments([str(spec.path), "-n", str(images), "--board", board, "--build-dir", str(eval_dir),
-                               "--generated-dir", str(folder), "--no-build"])
+                               "--generated-dir", str(folder), "--no-build"] + (["--data-dir", data_dir] if data_dir else []))
         report = evaluate_classifier(args, spec, work, tflite_path.read_bytes(), tflite_path, console)
     except (TinymlError, OSError) as err:
         row.note = "; ".join(filter(None, [row.note, "UART eval failed: " + failure_reason(str(err))[:160]]))
