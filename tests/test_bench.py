@@ -88,6 +88,10 @@ def test_a_failed_build_is_noted_with_its_reason() -> None:
             "/bin/sh: 1: QEMU-NOTFOUND: not found\nFAILED: zephyr/CMakeFiles/run_qemu")
     assert failure_reason(qemu) == "/bin/sh: 1: QEMU-NOTFOUND: not found"
     assert failure_reason("just one line") == "just one line"
+    # QEMU's own warning about an unconnected network card is never the reason.
+    silent = ("QEMU (build): no answer to the info request within 30 s. Is samples/mnist_eval running there?\n"
+              "qemu-system-arm: warning: nic lan9118.0 has no peer\n*** Booting Zephyr OS build ***")
+    assert failure_reason(silent) == silent.splitlines()[0]
 
 
 def test_the_uart_evaluation_gets_the_eval_commands_defaults() -> None:
