@@ -66,12 +66,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     console = Console(stderr=True)
     spec = load_spec(resolve_spec_path(args.model))
-    work = Path(args.work_dir) if args.work_dir else Path.cwd() / "build" / "tinyml" / spec.name
-    tflite_path = work / f"{spec.name}.tflite"
-    if not tflite_path.is_file():
-        raise TinymlError(f"no {tflite_path}: run `tinyml build {args.model}` first (it trains, quantizes and "
-                          f"generates the sources the eval app compiles)")
-    tflite = tflite_path.read_bytes()
+    work, tflite_path, tflite = model_files(args, spec)
     if spec.gan is not None:
         return _eval_generator(args, spec, work, tflite, tflite_path, console, started)
     report = evaluate_classifier(args, spec, work, tflite, tflite_path, console)
@@ -85,6 +80,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(report_text(report))
         console.print(f"report: {work / 'eval.json'}, confusion matrix: {work / 'eval-confusion.png'}")
     return 0 if report.passed else 1
+
+
+def model_files(args: argparse.Namespace, spec: Any) -> tuple[Path, Path, bytes]:
+    """The work folder ``tinyml build`` wrote (--work-dir, else ./build/tinyml/<model>), its
+    ``.tflite`` and that model's bytes; an error saying what to run when it is not there."""
+    work = Path(args.work_dir) if args.work_dir else Path.cwd() / "build" / "tinyml" / spec.name
+    tflite_path = work / f"{spec.name}.tflite"
+    if not tflite_path.is_file():
+        raise TinymlError(f"no {tflite_path}: run `tinyml build {args.model}` first (it trains, quantizes and "
+                          f"generates the sources the eval app compiles)")
+    return work, tflite_path, tflite_path.read_bytes()
 
 
 def eval_arguments(argv: list[str]) -> argparse.Namespace:
@@ -115,7 +121,7 @@ def evaluate_classifier(args: argparse.Namespace, spec: Any, work: Path, tflite:
 def _eval_generator(args: argparse.Namespace, spec: Any, work: Path, tflite: bytes, tflite_path: Path,
                     console: Any, started: float) -> int:
     """A GAN's generator on the device: latent vectors in, images out, every pixel against host TFLM."""
-    from .evaluate import compare_outputs, name_differing_op, outputs_report_text, stream
+    from .evaluate import compare_outputs, outputs_report_text, stream
     from ..fileio import write_atomic
     from ..model.gan import grid_png, latent_vectors, to_pixels
     from ..model.gan_pipeline import EVAL_SEED_OFFSET, dequantize, judge_pixels
@@ -138,9 +144,8 @@ def _eval_generator(args: argparse.Namespace, spec: Any, work: Path, tflite: byt
         report, device = compare_outputs(outcome, run_tflm(tflite, latents), info, args.board, link.description)
         if report.mismatches:
             first = report.mismatches[0]
-            with console.status(f"input {first} differs from host TFLM: tracing it op by op on the device"):
-                report.differing_op = name_differing_op(session, latents[first], tflite, _device_kernels(args, work),
-                                                        f"input {first}")
+            report.differing_op = _trace_mismatch(console, session, latents[first], tflite,
+                                                  _device_kernels(args, work), f"input {first}")
     finally:
         link.close()
     pixels = to_pixels(dequantize(device, model.output.scale, model.output.zero_point), spec).reshape(
@@ -216,7 +221,7 @@ def _run(args: argparse.Namespace, spec: Any, tflite: bytes, tflite_path: Path, 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
-    from .evaluate import compare, name_differing_op, stream
+    from .evaluate import compare, stream
     from ..model.tflite_model import inspect_model
     from ..model.verify import quantize_input
 
@@ -256,9 +261,16 @@ def _run(args: argparse.Namespace, spec: Any, tflite: bytes, tflite_path: Path, 
                      link.description)
     if report.mismatches:
         first = report.mismatches[0].test_index
-        with console.status(f"test image {first} differs from host TFLM: tracing it op by op on the device"):
-            report.differing_op = name_differing_op(session, inputs[first], tflite, kernels, f"test image {first}")
+        report.differing_op = _trace_mismatch(console, session, inputs[first], tflite, kernels, f"test image {first}")
     return report
+
+
+def _trace_mismatch(console: Any, session: Any, model_input: Any, tflite: bytes, kernels: str, input_name: str) -> str:
+    """The first input that differed, traced op by op on the device: which op (``name_differing_op``)."""
+    from .evaluate import name_differing_op
+
+    with console.status(f"{input_name} differs from host TFLM: tracing it op by op on the device"):
+        return name_differing_op(session, model_input, tflite, kernels, input_name)
 
 
 def _host_side(tflite: bytes, inputs: Any, keras_path: Path, norm_scale: float, norm_offset: float,

@@ -53,6 +53,10 @@ class BenchRow:
     images_per_second: float = 0.0   # --eval: test images streamed over the UART and answered, per second
     note: str = ""
 
+    def add_note(self, text: str) -> None:
+        """Append to the note (a row can collect several: a difference, no calibration, the UART eval)."""
+        self.note = "; ".join(filter(None, [self.note, text]))
+
     @property
     def us_at_clock(self) -> float:
         return self.instructions / self.clock_hz * 1e6 if self.clock_hz and self.instructions else 0.0
@@ -157,10 +161,10 @@ def _run(row: BenchRow, app: Path, board: str, build_dir: Path, folder: Path, co
     row.correct = f"{summary.get('correct', 0)}/{summary.get('images', 0)}"
     if summary.get("correct") != summary.get("images"):
         traced = trace_difference(folder, output)
-        row.note = cell(traced[1]) if traced is not None else "differs from host TFLM (no op trace)"
+        row.add_note(cell(traced[1]) if traced is not None else "differs from host TFLM (no op trace)")
     row.instructions = instructions_per_inference(summary)
     if not row.instructions:
-        row.note = "; ".join(filter(None, [row.note, "no QEMU icount calibration in this run: no instruction count"]))
+        row.add_note("no QEMU icount calibration in this run: no instruction count")
 
 
 def _uart_eval(row: BenchRow, spec: Any, board: str, kernels: str, eval_dir: Path, images: int,
@@ -170,24 +174,22 @@ def _uart_eval(row: BenchRow, spec: Any, board: str, kernels: str, eval_dir: Pat
     The rate is what the whole exchange achieves (QEMU's UART, the host's framing and checks), at
     QEMU's speed on this host, not the board's: it shows the cost of the evaluation, not of inference.
     """
-    from ..device.eval_cli import EVAL_APP, eval_arguments, evaluate_classifier
+    from ..device.eval_cli import EVAL_APP, eval_arguments, evaluate_classifier, model_files
 
     folder = Path(spec.output_dir)
-    work = Path.cwd() / "build" / "tinyml" / spec.name
-    tflite_path = work / f"{spec.name}.tflite"
     try:
         build_app(EVAL_APP, board, eval_dir, folder, extra_cmake_args=kernels_args(kernels))
         args = eval_arguments([str(spec.path), "-n", str(images), "--board", board, "--build-dir", str(eval_dir),
                                "--generated-dir", str(folder), "--no-build"] + (["--data-dir", data_dir] if data_dir else []))
-        report = evaluate_classifier(args, spec, work, tflite_path.read_bytes(), tflite_path, console)
+        work, tflite_path, tflite = model_files(args, spec)
+        report = evaluate_classifier(args, spec, work, tflite, tflite_path, console)
     except (TinymlError, OSError) as err:
-        row.note = "; ".join(filter(None, [row.note, "UART eval failed: " + failure_reason(str(err))[:160]]))
+        row.add_note("UART eval failed: " + failure_reason(str(err))[:160])
         return
     row.images_per_second = report.images_per_second
     if not report.passed:
-        problem = f"UART eval: {len(report.mismatches)} of {report.images} differ" + (
-            f" ({report.differing_op[:120]})" if report.differing_op else "")
-        row.note = "; ".join(filter(None, [row.note, problem]))
+        row.add_note(f"UART eval: {len(report.mismatches)} of {report.images} differ"
+                     + (f" ({report.differing_op[:120]})" if report.differing_op else ""))
 
 
 def failure_reason(message: str) -> str:

@@ -34,16 +34,13 @@ def board_ram(build_dir: Path) -> int | None:
 
 def smallest_arena(generated_dir: Path) -> int | None:
     """The smallest ``kTensorArenaSize`` that ``model_arena.h`` can pick, from ``tinyml_model.json``."""
+    from ..model.arena import arena_sizes
     from ..model.codegen import MODEL_FACTS
 
     try:
-        arena = json.loads((generated_dir / MODEL_FACTS).read_text())["arena"]
+        return min(arena_sizes(json.loads((generated_dir / MODEL_FACTS).read_text())["arena"]))
     except (OSError, ValueError, KeyError):
         return None
-    sizes = [int(m["bytes"]) for m in arena.get("device", {}).values() if "bytes" in m]
-    if "fallback_bytes" in arena:
-        sizes.append(int(arena["fallback_bytes"]))
-    return min(sizes) if sizes else None
 
 
 class DoesNotFit(TinymlError):

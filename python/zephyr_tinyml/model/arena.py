@@ -96,6 +96,12 @@ def device_measurements(facts: dict[str, Any]) -> dict[str, DeviceArena]:
             for kernels, d in facts.get("device", {}).items() if "needed_bytes" in d}
 
 
+def arena_sizes(arena: dict[str, Any]) -> list[int]:
+    """Every ``kTensorArenaSize`` :func:`arena_h` writes for an ``arena`` entry: one per measured
+    kernel build, and host TFLM's figure for the others."""
+    return [d.size for d in device_measurements(arena).values()] + [int(arena["fallback_bytes"])]
+
+
 def previous_measurements(folder: Path, model_sha256: str) -> dict[str, DeviceArena]:
     """Device measurements recorded in ``folder`` for this very model (by its sha256), else none.
 
