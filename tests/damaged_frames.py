@@ -32,6 +32,7 @@ DAMAGED: dict[str, Callable[[int, np.ndarray], str]] = {
     "bad-size": lambda seq, image: proto.request_line(seq, image[:100]),
     "bad-hex": lambda seq, image: _bad_hex(proto.request_line(seq, image)),
     "bad-magic": lambda seq, image: "@5858" + proto.request_line(seq, image)[5:],
-    # Longer than the 4 KB receive ring: the device drops the tail of the line and must still answer it.
+    # Longer than the receive ring (2 KB for MNIST, at most 4 KB): the device drops the tail of the
+    # line and must still answer it.
     "too-long": lambda seq, image: proto.request_line(seq, image)[:-1] + "00" * 2000 + "\n",
 }

@@ -28,14 +28,29 @@ using evalproto::Error;
 const struct device* const uart = DEVICE_DT_GET(DT_CHOSEN(zephyr_console));
 
 /*
- * Receive ring, filled by the UART interrupt and drained by main(). One frame
- * is about 1.6 KB of hex; the host sends the next only after our reply, so a
- * well-behaved host never fills it. A longer line can: then the ISR drops the
- * rest of the line and ends it with kLostLineEnd instead of '\n', in order,
- * so the decoder answers that very line. The last slot is kept for line ends,
- * so a line end is never lost while the host waits for a reply.
+ * Receive ring, filled by the UART interrupt and drained by main(). It holds
+ * the longest request line (marker, hex of a packed frame with its CRC, "\r\n";
+ * an MNIST image: 1,602 characters), at most 4 KB: the host sends the next
+ * line only after our reply and main() drains while a line arrives, so a
+ * well-behaved host never fills it. Sized to the model, not fixed, so the app
+ * fits small boards (qemu_cortex_m0's 16 KB of RAM beside the MNIST arena).
+ * A longer line can fill it: then the ISR drops the rest of the line and ends
+ * it with kLostLineEnd instead of '\n', in order, so the decoder answers that
+ * very line. The last slot is kept for line ends, so a line end is never lost
+ * while the host waits for a reply.
  */
-constexpr uint32_t kRingSize = 4096; /* power of two */
+constexpr uint32_t kLongestRequestLine =
+	1 + 2 * (evalproto::kHeaderSize + evalproto::PackedBound(tinyml::kInputSize) + evalproto::kCrcSize) + 2;
+constexpr uint32_t RingSizeFor(uint32_t chars)
+{
+	uint32_t size = 64;
+	while (size < chars && size < 4096) {
+		size *= 2;
+	}
+	return size;
+}
+constexpr uint32_t kRingSize = RingSizeFor(kLongestRequestLine); /* power of two */
+static_assert((kRingSize & (kRingSize - 1)) == 0, "the ring's indices wrap modulo its size");
 uint8_t ring[kRingSize];
 volatile uint32_t ring_head; /* written by the ISR only */
 volatile uint32_t ring_tail; /* written by main() only */
@@ -209,6 +224,16 @@ int main(void)
 					   (uint16_t)tinyml::kInputSize);
 	uart_irq_callback_user_data_set(uart, UartIsr, nullptr);
 	uart_irq_rx_enable(uart);
+	/*
+	 * The host asks for the info frame while we boot. On Arm's CMSDK UART
+	 * (mps2_an521, mps3_an547) a character that arrived before the receive
+	 * interrupt was enabled raises no interrupt once it is: it stays in the
+	 * one-byte buffer, nothing after it is received, and no request is ever
+	 * answered. Read what is waiting once, as the interrupt would have.
+	 */
+	const unsigned int key = irq_lock();
+	UartIsr(uart, nullptr);
+	irq_unlock(key);
 
 	printk("tinyml-eval ready: model %s, %u bytes, crc 0x%04x, arena %u of %u bytes\n",
 	       tinyml::kModelName, (unsigned)tinyml::kModelDataSize, (unsigned)facts.crc,
