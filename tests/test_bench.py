@@ -57,14 +57,14 @@ def test_kernels_the_configuration_refused_are_named(tmp_path) -> None:
     from zephyr_tinyml.firmware.build import build_config, kernels_problem, require_kernels
 
     (tmp_path / "zephyr").mkdir()
-    # What Kconfig wrote for qemu_cortex_m3 given -DCONFIG_TINYML_CMSIS_NN_DSP_PATHS=y (it is M55-only).
+    # What Kconfig wrote for qemu_cortex_m3 given -DCONFIG_TINYML_CMSIS_NN_DSP_PATHS=y (it is M33/M55-only).
     (tmp_path / "zephyr" / ".config").write_text("CONFIG_TINYML_KERNELS_CMSIS_NN=y\n"
                                                  "# CONFIG_TINYML_KERNELS_REFERENCE is not set\n")
     assert kernels_problem(build_config(tmp_path), "qemu_cortex_m3", "cmsis-nn") is None
     assert kernels_problem(build_config(tmp_path), "qemu_cortex_m3", None) is None
     problem = kernels_problem(build_config(tmp_path), "qemu_cortex_m3", "cmsis-nn-dsp")
     assert problem == ("--kernels cmsis-nn-dsp on qemu_cortex_m3: Kconfig refused CONFIG_TINYML_CMSIS_NN_DSP_PATHS; "
-                       "cmsis-nn-dsp needs a Cortex-M55 board (mps3_an547)")
+                       "cmsis-nn-dsp needs a Cortex-M33 or Cortex-M55 board (mps2_an521, mps3_an547)")
     with pytest.raises(FirmwareError, match="Kconfig refused CONFIG_TINYML_CMSIS_NN_DSP_PATHS"):
         require_kernels(tmp_path, "qemu_cortex_m3", "cmsis-nn-dsp")
     # A Cortex-A9: Kconfig keeps the reference kernels whatever the command line asked.

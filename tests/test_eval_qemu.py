@@ -215,3 +215,38 @@ def test_cli_names_the_op_of_a_kernel_that_is_not_bit_exact(firmware, reference,
     assert report["differing_op"].startswith(f"op {conv['op_index']} of {len(ops)}, CONV_2D (output tensor "
                                              f"{conv['tensor']} ")
     assert f"on test image {first}: " in report["differing_op"] and "cmsis-nn kernel of CONV_2D" in report["differing_op"]
+
+
+def test_dsp_paths_on_mps2_an521_answer_from_boot_bit_exact(reference) -> None:
+    """mps2_an521 with CMSIS-NN's DSP paths (``--kernels cmsis-nn-dsp``): the image is for an M33 with
+    the DSP extension, QEMU's CPU0 gets it (zephyr/cmake/qemu.cmake), and the app answers the info
+    requests the host sends while it boots (Arm's CMSDK UART raises no interrupt for a character that
+    arrived before the receive interrupt was enabled: the app used to wait for it forever). A second
+    TFLM build, in build/test-eval/mps2_an521-cmsis-nn-dsp."""
+    from zephyr_tinyml.firmware.build import build_app, build_config, kernels_args, kernels_problem
+    from zephyr_tinyml.firmware.zephyr_env import find_zephyr
+
+    zephyr, why = find_zephyr()
+    if zephyr is None:
+        pytest.skip(why)
+    if shutil.which("qemu-system-arm") is None:
+        pytest.skip("qemu-system-arm is not installed")
+    build = REPO / "build" / "test-eval" / "mps2_an521-cmsis-nn-dsp"
+    build_app(EVAL_APP, "mps2_an521", build, GENERATED, zephyr=zephyr, extra_cmake_args=kernels_args("cmsis-nn-dsp"))
+    config = build_config(build)
+    assert kernels_problem(config, "mps2_an521", "cmsis-nn-dsp") is None
+    assert config.get("CONFIG_ARMV8_M_DSP") == "y"
+    assert "sse-200.CPU0_DSP=on" in (build / "build.ninja").read_text()
+
+    link = QemuLink(build, zephyr.env())
+    try:
+        session = Session(link, timeout=10.0, retries=2)
+        info = session.handshake(boot_timeout=30.0)   # sent from the first moment QEMU runs
+        outcome = stream(session, reference["inputs"][:20])
+        report = compare(outcome, np.arange(20), reference["labels"][:20], reference["tflm"][:20],
+                         reference["tflm"][:20], None, info, reference["labels_text"], "mps2_an521",
+                         link.description)
+    finally:
+        link.close()
+    assert report.passed, (report.failed, report.mismatches[:2])
+    assert report.answered == 20

@@ -127,6 +127,17 @@ def test_sample_fits_budget_and_classifies_every_image(qemu_build: Path) -> None
         [str(d) for d in range(10)]
     assert summary["arena_used"] <= summary["arena_needed"] <= summary["arena_size"]
 
+    # The op profile (CONFIG_TINYML_OP_PROFILE): every op of the model, adding up to one inference.
+    from zephyr_tinyml.firmware.op_profile import op_costs
+    from zephyr_tinyml.firmware.op_trace import generated_model
+
+    costs = op_costs(generated_model(MNIST_APP / "generated"), output, summary)
+    assert [c.op for c in costs] == ["CONV_2D", "MAX_POOL_2D", "CONV_2D", "MAX_POOL_2D", "RESHAPE",
+                                     "FULLY_CONNECTED", "FULLY_CONNECTED"]
+    total = sum(c.cycles for c in costs)
+    assert 0.97 * summary["cycles_per_inference"] <= total <= 1.03 * summary["cycles_per_inference"], total
+    assert all(c.instructions > 0 for c in costs)
+
 
 @pytest.mark.zephyr
 @pytest.mark.slow

@@ -169,8 +169,9 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
 
     p_build.add_argument("--kernels", choices=tuple(KERNEL_CHOICES),
                          help="TFLM kernels (default: CMSIS-NN on Cortex-M when the workspace has the cmsis-nn "
-                              "module, else the reference kernels; cmsis-nn-dsp: CMSIS-NN's DSP paths on "
-                              "mps3_an547's Cortex-M55, which measures their arena for DSP boards QEMU cannot run)")
+                              "module, else the reference kernels; cmsis-nn-dsp: CMSIS-NN's DSP paths on a "
+                              "Cortex-M33 (mps2_an521, the extension turned on in QEMU) or the Cortex-M55 of "
+                              "mps3_an547, which measures their arena for DSP boards QEMU cannot run)")
     p_build.add_argument("--no-firmware", action="store_true",
                          help="stop after generating sources (no Zephyr needed)")
     p_build.set_defaults(func=cmd_build)

@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import TinymlError
 from .build import SAMPLE_APP, build_app, build_config, kernels_args, kernels_problem, run_measuring_arena
 from .fit import DoesNotFit
-from .op_trace import cell, trace_difference
+from .op_profile import OpCost, op_costs, render_ops, to_instructions
+from .op_trace import cell, generated_model, trace_difference
 
 DEFAULT_BOARDS = ("qemu_cortex_m3", "mps2_an521", "mps3_an547", "qemu_cortex_m0", "qemu_cortex_a9", "nucleo_f446re")
 DEFAULT_KERNELS = ("reference", "cmsis-nn")
@@ -52,6 +53,7 @@ class BenchRow:
     correct: str = ""            # "10/10" from the self test
     images_per_second: float = 0.0   # --eval: test images streamed over the UART and answered, per second
     note: str = ""
+    ops: list[OpCost] = field(default_factory=list)   # the self test's op profile (CONFIG_TINYML_OP_PROFILE)
 
     def add_note(self, text: str) -> None:
         """Append to the note (a row can collect several: a difference, no calibration, the UART eval)."""
@@ -79,6 +81,9 @@ def add_command(sub: argparse._SubParsersAction) -> None:
                         "images over the UART (`tinyml eval`): the images/s column (a second TFLM build per board "
                         "and kernels; default: off)")
     p.add_argument("--data-dir", metavar="DIR", help="--eval: folder with the data set's files (as for `tinyml eval`)")
+    p.add_argument("--ops", action="store_true",
+                   help="also print where each run's instructions go, op by op (the self test's op profile: "
+                        "instructions, share and instructions per multiply-accumulate of every layer)")
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     p.add_argument("--out", metavar="FILE", help="also write the table (in --format) to FILE")
     p.set_defaults(func=cmd_bench)
@@ -109,6 +114,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 console.print(f"{spec.name} {board} {row.kernels}: flash {row.flash:,} RAM {row.ram:,} "
                               f"instructions {row.instructions:,} {row.note}".rstrip())
     text = render(rows, args.format)
+    if args.ops and args.format != "json":
+        text += "\n\n" + render_ops([(r.model, r.board, r.kernels, r.ops) for r in rows if r.ops], args.format)
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")
@@ -165,6 +172,7 @@ def _run(row: BenchRow, app: Path, board: str, build_dir: Path, folder: Path, co
     row.instructions = instructions_per_inference(summary)
     if not row.instructions:
         row.add_note("no QEMU icount calibration in this run: no instruction count")
+    row.ops = op_costs(generated_model(folder), output, summary)
 
 
 def _uart_eval(row: BenchRow, spec: Any, board: str, kernels: str, eval_dir: Path, images: int,
@@ -216,12 +224,8 @@ def instructions_per_inference(summary: dict[str, Any]) -> int:
     QEMU gives the board; the self test's calibration loop (a known number of instructions, timed
     with the same counter) gives the ratio, whatever clock Zephyr assumes for the board.
     """
-    cycles, calibration = summary.get("cycles_per_inference"), summary.get("calibration_cycles")
-    instructions = summary.get("calibration_instructions")
-    if not (isinstance(cycles, int) and isinstance(calibration, int) and isinstance(instructions, int)
-            and calibration > 0):
-        return 0
-    return round(cycles * instructions / calibration)
+    cycles = summary.get("cycles_per_inference")
+    return to_instructions(cycles, summary) if isinstance(cycles, int) else 0
 
 
 def render(rows: list[BenchRow], fmt: str) -> str:

@@ -212,7 +212,8 @@ def build_step(spec: Any, result: Any, args: Any, console: Any) -> int:
 
 
 # --kernels -> the Kconfig symbols it sets (zephyr/Kconfig). "cmsis-nn-dsp" runs CMSIS-NN's DSP
-# paths on a Cortex-M55 (mps3_an547), the one QEMU core of Zephyr 3.4 with the DSP extension.
+# paths on a Cortex-M33 (mps2_an521: an image for an M33 with the extension, which the samples turn
+# on in QEMU's CPU0) or a Cortex-M55 (mps3_an547, Helium off for TFLM, CMSIS-NN, runtime and app).
 KERNEL_CHOICES = {
     "cmsis-nn": ("CONFIG_TINYML_KERNELS_CMSIS_NN",),
     "cmsis-nn-dsp": ("CONFIG_TINYML_KERNELS_CMSIS_NN", "CONFIG_TINYML_CMSIS_NN_DSP_PATHS"),
@@ -240,7 +241,7 @@ def kernels_problem(config: dict[str, str], board: str, kernels: str | None) -> 
     """Why the configured build (its ``build_config``) lacks what ``--kernels`` asked for, or None.
 
     Zephyr 3.4 only warns when a CONFIG_ value given on the command line is not allowed for the
-    board (CMSIS-NN on a Cortex-A, the DSP paths on anything but a Cortex-M55) and builds
+    board (CMSIS-NN on a Cortex-A, the DSP paths on anything but a Cortex-M33 or M55) and builds
     something else; a benchmark row or a measured arena must not be filed under the wrong kernels.
     """
     if kernels is None:
@@ -248,7 +249,7 @@ def kernels_problem(config: dict[str, str], board: str, kernels: str | None) -> 
     missing = [symbol for symbol in KERNEL_CHOICES[kernels] if config.get(symbol) != "y"]
     if not missing:
         return None
-    need = ("a Cortex-M55 board (mps3_an547)" if "CONFIG_TINYML_CMSIS_NN_DSP_PATHS" in missing
+    need = ("a Cortex-M33 or Cortex-M55 board (mps2_an521, mps3_an547)" if "CONFIG_TINYML_CMSIS_NN_DSP_PATHS" in missing
             else "a Cortex-M board and the cmsis-nn module in the workspace")
     return f"--kernels {kernels} on {board}: Kconfig refused {', '.join(missing)}; {kernels} needs {need}"
 

@@ -132,30 +132,42 @@ def int8_only_ops(tflite: bytes) -> tuple[str, ...]:
 
 def count_macs(tflite: bytes) -> int:
     """Multiply-accumulates per inference of the conv, transposed conv, depthwise and fully connected layers."""
+    return sum(macs for _, macs in macs_per_op(tflite))
+
+
+def macs_per_op(tflite: bytes) -> list[tuple[str, int]]:
+    """Every op of the main subgraph in execution order: its name and multiply-accumulates per
+    inference (0 for ops that do none: pooling, reshape, softmax, ...)."""
     interpreter = tf_lite_interpreter(tflite)
     shapes = {t["index"]: tuple(int(d) for d in t["shape"]) for t in interpreter.get_tensor_details()}
-    total = 0
+    result = []
     for op in interpreter._get_ops_details():
         name, inputs, outputs = op["op_name"], list(op["inputs"]), list(op["outputs"])
-        if len(inputs) < 2 or not outputs:
-            continue
-        out, weights = shapes.get(outputs[0], ()), shapes.get(inputs[1], ())
-        if name == "CONV_2D" and len(out) == 4 and len(weights) == 4:
-            total += out[0] * out[1] * out[2] * out[3] * weights[1] * weights[2] * weights[3]
-        elif name == "DEPTHWISE_CONV_2D" and len(out) == 4 and len(weights) == 4:
-            total += out[0] * out[1] * out[2] * out[3] * weights[1] * weights[2]
-        elif name == "TRANSPOSE_CONV" and len(inputs) >= 3 and len(weights) == 4:
-            # Inputs: output shape, weights (out channels, kh, kw, in channels), data. Every input value is
-            # multiplied into a kh x kw x out-channels patch (cropped at the edges by 'same' padding).
-            data = shapes.get(inputs[2], ())
-            if len(data) == 4:
-                total += data[0] * data[1] * data[2] * data[3] * weights[0] * weights[1] * weights[2]
-        elif name == "FULLY_CONNECTED" and len(weights) == 2:
-            rows = 1
-            for dim in out[:-1]:
-                rows *= dim
-            total += rows * weights[0] * weights[1]
-    return total
+        result.append((name, _op_macs(name, inputs, outputs, shapes)))
+    return result
+
+
+def _op_macs(name: str, inputs: list[int], outputs: list[int], shapes: dict[int, tuple[int, ...]]) -> int:
+    if len(inputs) < 2 or not outputs:
+        return 0
+    out, weights = shapes.get(outputs[0], ()), shapes.get(inputs[1], ())
+    if name == "CONV_2D" and len(out) == 4 and len(weights) == 4:
+        return out[0] * out[1] * out[2] * out[3] * weights[1] * weights[2] * weights[3]
+    if name == "DEPTHWISE_CONV_2D" and len(out) == 4 and len(weights) == 4:
+        return out[0] * out[1] * out[2] * out[3] * weights[1] * weights[2]
+    if name == "TRANSPOSE_CONV" and len(inputs) >= 3 and len(weights) == 4:
+        # Inputs: output shape, weights (out channels, kh, kw, in channels), data. Every input value is
+        # multiplied into a kh x kw x out-channels patch (cropped at the edges by 'same' padding).
+        data = shapes.get(inputs[2], ())
+        if len(data) == 4:
+            return data[0] * data[1] * data[2] * data[3] * weights[0] * weights[1] * weights[2]
+        return 0
+    if name == "FULLY_CONNECTED" and len(weights) == 2:
+        rows = 1
+        for dim in out[:-1]:
+            rows *= dim
+        return rows * weights[0] * weights[1]
+    return 0
 
 
 def count_parameters(tflite: bytes) -> int:

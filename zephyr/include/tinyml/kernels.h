@@ -30,10 +30,11 @@
 #endif
 
 /* CONFIG_TINYML_CMSIS_NN_DSP_PATHS: every file that includes this one must have
- * been compiled without Helium (zephyr/CMakeLists.txt adds -mcpu=cortex-m55+nomve
- * to the runtime's, the app's, TFLM's and CMSIS-NN's sources). */
+ * been compiled for the DSP paths (on a Cortex-M55, zephyr/CMakeLists.txt adds
+ * -mcpu=cortex-m55+nomve to the runtime's, the app's, TFLM's and CMSIS-NN's
+ * sources; a Cortex-M33 build is for an M33 with the extension throughout). */
 #if defined(CONFIG_TINYML_CMSIS_NN_DSP_PATHS) && TINYML_KERNELS != TINYML_KERNELS_CMSIS_NN_DSP
-#error "CONFIG_TINYML_CMSIS_NN_DSP_PATHS, but this file was compiled for Helium: add its target to the list in zephyr/CMakeLists.txt"
+#error "CONFIG_TINYML_CMSIS_NN_DSP_PATHS, but this file was compiled for Helium or without the DSP extension: add its target to the list in zephyr/CMakeLists.txt"
 #endif
 
 /* Arena layouts measured on a 32-bit device hold for 32-bit pointers only. */

@@ -62,4 +62,15 @@ int RunSelfTest();
  */
 TfLiteStatus TraceInvoke(tflite::MicroInterpreter* interpreter, int test);
 
+/*
+ * Run the model once more on the input tensor's contents, timing every op
+ * with the cycle counter, and print one "OPPROFILE op=<n> cycles=<c>" line per
+ * op in execution order (n: the op's index in the model's main subgraph).
+ * The self test calls it (CONFIG_TINYML_OP_PROFILE) after its measured
+ * inferences; `west tinyml bench --ops` turns the lines into instructions per
+ * op (QEMU icount, with the self test's calibration) or cycles (a board).
+ * The ops stay wrapped afterwards (a few instructions per op call).
+ */
+TfLiteStatus ProfileInvoke(tflite::MicroInterpreter* interpreter);
+
 }  // namespace tinyml

@@ -8,12 +8,14 @@
  * registrations' invoke functions are wrapped: one wrapper per op type, each
  * calling the op's own invoke and then printing the node's output tensors.
  * The node gives its output tensor indices; the host maps them to ops.
+ * The same wrappers time each op when profiling (tinyml::ProfileInvoke()).
  */
 
 #include "op_trace.h"
 
 #include <type_traits>
 
+#include <zephyr/kernel.h>
 #include <zephyr/sys/printk.h>
 
 #include "tensorflow/lite/micro/memory_helpers.h"
@@ -31,6 +33,10 @@ InvokeFunction original_invoke[kNumOps];
 const Registration* wrapped[kNumOps];
 int wrapped_count = 0;
 bool tracing = false;
+
+/* Profiling: each op call prints its cycles, numbered in call order (node order for one subgraph). */
+bool profiling = false;
+int profile_count = 0;
 
 void AfterOp(TfLiteContext* context, const TfLiteNode* node)
 {
@@ -67,7 +73,13 @@ void AfterOp(TfLiteContext* context, const TfLiteNode* node)
 template <int N>
 TfLiteStatus TracedInvoke(TfLiteContext* context, TfLiteNode* node)
 {
+	const uint32_t start = profiling ? k_cycle_get_32() : 0;
 	const TfLiteStatus status = original_invoke[N](context, node);
+	if (profiling) {
+		/* Printed between ops, outside what is timed: no RAM for a table of them. */
+		const uint32_t cycles = k_cycle_get_32() - start;
+		printk("OPPROFILE op=%d cycles=%u\n", profile_count++, (unsigned)cycles);
+	}
 	if (status == kTfLiteOk) {
 		AfterOp(context, node);
 	}
@@ -115,6 +127,12 @@ void WrapOps(OpResolver& resolver, const tflite::Model* model)
 void SetOpTrace(bool on)
 {
 	tracing = on;
+}
+
+void SetOpProfile(bool on)
+{
+	profiling = on;
+	profile_count = 0;
 }
 
 void PrintHex(const char* what, const uint8_t* data, size_t size)

@@ -29,6 +29,13 @@ void WrapOps(OpResolver& resolver, const tflite::Model* model);
 /* While on, each wrapped op prints its output tensors as "OPTRACE t<index> <hex>" lines. */
 void SetOpTrace(bool on);
 
+/*
+ * While on, each wrapped op's call prints the cycles it took as
+ * "OPPROFILE op=<n> cycles=<c>", n counting the calls from 0 (turning it on
+ * restarts the count).
+ */
+void SetOpProfile(bool on);
+
 /* `size` bytes as "OPTRACE <what> <hex>" lines of 32 bytes each. */
 void PrintHex(const char* what, const uint8_t* data, size_t size);
 

@@ -155,6 +155,15 @@ TfLiteStatus TraceInvoke(tflite::MicroInterpreter* interpreter, int test)
 	return status;
 }
 
+TfLiteStatus ProfileInvoke(tflite::MicroInterpreter* interpreter)
+{
+	WrapOps(resolver, model);
+	SetOpProfile(true);
+	const TfLiteStatus status = interpreter->Invoke();
+	SetOpProfile(false);
+	return status;
+}
+
 }  // namespace tinyml
 
 /*

@@ -156,6 +156,13 @@ int RunSelfTest()
 		}
 	}
 
+#if defined(CONFIG_TINYML_OP_PROFILE)
+	/* After the measured inferences: where the cycles go, op by op (test input 0 again). */
+	if (!FillInput(0, input->data.int8) || ProfileInvoke(interpreter) != kTfLiteOk) {
+		return Fail("Invoke failed while profiling ops");
+	}
+#endif
+
 #if defined(CONFIG_INIT_STACKS) && defined(CONFIG_THREAD_STACK_INFO)
 	/* How much of CONFIG_MAIN_STACK_SIZE inference needed (the stack was painted at boot). */
 	size_t unused = 0;
