@@ -12,7 +12,7 @@ QEMU icount, its instructions through the self test's calibration, as the whole 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 PROFILE = re.compile(r"^OPPROFILE op=(\d+) cycles=(\d+)\s*$")
@@ -32,9 +32,6 @@ class OpCost:
     def per_mac(self) -> float:
         """Instructions (or, without icount, cycles) per multiply-accumulate; 0 for ops without MACs."""
         return (self.instructions or self.cycles) / self.macs if self.macs else 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def to_instructions(cycles: int, summary: dict[str, Any]) -> int:
