@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from zephyr_tinyml.firmware.bench import BenchRow, render
+from zephyr_tinyml.device.bench import BenchRow, render
 from zephyr_tinyml.firmware.build import FirmwareError, kernels_args
 
 
@@ -41,7 +42,7 @@ def test_table_counts_instructions_and_time_at_the_clock() -> None:
 def test_instructions_come_from_the_devices_calibration() -> None:
     """Cycles become instructions by the calibration loop's ratio, not by the clock Zephyr assumes:
     QEMU's mps3-an547 counts 32 MHz where Zephyr says 25, so µs / 0.064 would be 28 % high."""
-    from zephyr_tinyml.firmware.bench import instructions_per_inference
+    from zephyr_tinyml.device.bench import instructions_per_inference
 
     summary = {"cycles_per_inference": 1_300_000, "calibration_cycles": 500_000,
                "calibration_instructions": 1_000_000}
@@ -75,7 +76,7 @@ def test_kernels_the_configuration_refused_are_named(tmp_path) -> None:
 
 
 def test_a_failed_build_is_noted_with_its_reason() -> None:
-    from zephyr_tinyml.firmware.bench import failure_reason
+    from zephyr_tinyml.device.bench import failure_reason
 
     kconfig = ("firmware configure failed (cmake -G Ninja ... exit 1):\nParsing Kconfig\n\nwarning: HAS_NRFX (defined "
                "at modules/hal_nordic/nrfx/Kconfig:4) has direct dependencies 0\nerror: Aborting due to Kconfig warnings")
@@ -96,8 +97,17 @@ def test_a_failed_build_is_noted_with_its_reason() -> None:
 
 def test_the_uart_evaluation_gets_the_eval_commands_defaults() -> None:
     """``tinyml bench --eval N`` runs ``tinyml eval``'s own code with its own defaults, on the build it made."""
-    from zephyr_tinyml.device.eval_cli import eval_arguments
+    import argparse
 
-    args = eval_arguments(["mnist", "-n", "5", "--board", "mps2_an521", "--build-dir", "b", "--no-build"])
-    assert (args.model, args.images, args.board, args.build_dir, args.no_build) == ("mnist", 5, "mps2_an521", "b", True)
-    assert args.timeout is None and args.retries == 3 and args.port is None and not args.all
+    from zephyr_tinyml.commands.eval import add_command, options_of
+    from zephyr_tinyml.device.eval_run import EvalOptions
+
+    parser = argparse.ArgumentParser(prog="tinyml")
+    add_command(parser.add_subparsers())
+    args = parser.parse_args(["eval", "mnist", "-n", "5", "--board", "mps2_an521", "--build-dir", "b", "--no-build"])
+    options = options_of(args)
+    assert (args.model, options.images, options.board, options.build_dir, options.no_build) == \
+        ("mnist", 5, "mps2_an521", Path("b"), True)
+    assert options.timeout is None and options.retries == 3 and options.port is None and not options.all
+    # What bench builds from EvalOptions' own defaults is what the command line gives by default.
+    assert options_of(parser.parse_args(["eval", "mnist"])) == EvalOptions()

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from zephyr_tinyml.device import protocol as proto
-from zephyr_tinyml.device.evaluate import compare, model_from_sources, stream
+from zephyr_tinyml.device.evaluate import compare, stream
+from zephyr_tinyml.model.sources import model_from_sources
 from zephyr_tinyml.device.link import QemuLink
 from zephyr_tinyml.device.session import Session
 from zephyr_tinyml.model.verify import run_tflm

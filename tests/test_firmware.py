@@ -129,7 +129,7 @@ def test_sample_fits_budget_and_classifies_every_image(qemu_build: Path) -> None
 
     # The op profile (CONFIG_TINYML_OP_PROFILE): every op of the model, adding up to one inference.
     from zephyr_tinyml.firmware.op_profile import op_costs
-    from zephyr_tinyml.firmware.op_trace import generated_model
+    from zephyr_tinyml.model.sources import generated_model
 
     costs = op_costs(generated_model(MNIST_APP / "generated"), output, summary)
     assert [c.op for c in costs] == ["CONV_2D", "MAX_POOL_2D", "CONV_2D", "MAX_POOL_2D", "RESHAPE",
@@ -199,7 +199,8 @@ def test_a_kernel_that_is_not_bit_exact_is_named(qemu_build: Path) -> None:
     """An image that corrupts the second convolution's output (TINYML_TEST_CORRUPT_TENSOR, a
     definition on the runtime library only: seconds to rebuild) fails its self test, traces the
     first wrong input op by op, and the host names that op; the build folder is restored after."""
-    from zephyr_tinyml.firmware.op_trace import describe, generated_model, trace_difference
+    from zephyr_tinyml.model.op_trace import describe, trace_difference
+    from zephyr_tinyml.model.sources import generated_model
     from zephyr_tinyml.model.verify import all_tensors_model
 
     generated = MNIST_APP / "generated"

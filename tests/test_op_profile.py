@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zephyr_tinyml.firmware.bench import BenchRow, render
+from zephyr_tinyml.device.bench import BenchRow, render
 from zephyr_tinyml.firmware.op_profile import op_costs, parse_profile, render_ops, to_instructions
-from zephyr_tinyml.firmware.op_trace import generated_model
+from zephyr_tinyml.model.sources import generated_model
 from zephyr_tinyml.model.tflite_model import count_macs, macs_per_op
 
 MNIST = Path(__file__).resolve().parents[1] / "samples" / "mnist" / "generated"

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zephyr_tinyml.firmware.build import FirmwareError
-from zephyr_tinyml.firmware.op_trace import (cell, describe, first_difference, generated_model, parse_trace,
-                                             trace_difference)
+from zephyr_tinyml.errors import ModelError
+from zephyr_tinyml.model.op_trace import cell, describe, first_difference, parse_trace, trace_difference
+from zephyr_tinyml.model.sources import generated_model
 from zephyr_tinyml.model.verify import all_tensors_model, tflm_interpreter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,7 +95,7 @@ def test_a_trace_cut_short_says_where_it_stops() -> None:
 def test_a_trace_with_the_wrong_input_size_is_refused() -> None:
     output, _ = _device_output()
     output = output.replace("OPTRACE input ", "OPTRACE input 00", 1)
-    with pytest.raises(FirmwareError, match="785 input bytes"):
+    with pytest.raises(ModelError, match="785 input bytes"):
         first_difference(generated_model(MNIST), parse_trace(output))
 
 
@@ -104,5 +104,5 @@ def test_model_data_that_does_not_match_the_facts_is_refused(tmp_path: Path) -> 
     shutil.copytree(MNIST, folder)
     source = folder / "model_data.cc"
     source.write_text(source.read_text().replace("0x54, 0x46", "0x54, 0x47", 1))
-    with pytest.raises(FirmwareError, match="sha256 differs"):
+    with pytest.raises(ModelError, match="sha256 differs"):
         generated_model(folder)

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import ROOT, SHORT_TRAINING, embedded_test_inputs, spec_dict, write_spec
 from zephyr_tinyml.model.codegen import GENERATED_FILES, select_test_images
-from zephyr_tinyml.errors import AcceptanceError
+from zephyr_tinyml.errors import AcceptanceError, ModelError
 from zephyr_tinyml.model.pipeline import BuildOptions, build_model
 from zephyr_tinyml.model.spec import load_spec
 from zephyr_tinyml.model.tflite_model import inspect_model
@@ -237,3 +237,33 @@ def test_spec_trains_on_an_image_folder(tmp_path: Path, mnist):
     assert '"eight",\n    "five",' in settings and "kInputSize = 3072;" in settings
     data_cc = (tmp_path / "gen" / "test_data.cc").read_text()
     assert "kTestPacked" in data_cc and "(seven)" in data_cc
+
+
+def test_committed_sources_of_the_same_spec_are_reused_without_training(short_build, tmp_path: Path):
+    """A fresh work folder (a fresh clone) with sources generated from the same spec: no training, same bytes."""
+    result, options = short_build
+    before = {n: (result.generated.folder / n).read_bytes() for n in GENERATED_FILES}
+    fresh = dataclasses.replace(options, work_dir=tmp_path / "fresh-clone-work")
+    again = build_model(result.spec, fresh, SilentUI())
+    assert again.model_source == "committed"
+    assert again.timings["train"].cached and again.timings["quantize"].cached
+    assert not list((tmp_path / "fresh-clone-work" / "cache").glob("train-*"))   # nothing was trained
+    assert again.verification.float_accuracy is None          # no float twin in this work folder
+    assert again.verification.tflm_accuracy == result.verification.tflm_accuracy
+    assert again.generated.changed == ()
+    assert {n: (again.generated.folder / n).read_bytes() for n in GENERATED_FILES} == before
+    # In the work folder that trained it, the float twin is found: float accuracy as after training.
+    same = build_model(result.spec, options, SilentUI())
+    assert same.model_source == "committed" and same.verification.float_accuracy == result.verification.float_accuracy
+
+
+def test_committed_sources_that_do_not_match_their_facts_are_an_error(short_build, tmp_path: Path):
+    result, options = short_build
+    out = tmp_path / "damaged"
+    shutil.copytree(result.generated.folder, out)
+    source = out / "model_data.cc"
+    text = source.read_text()
+    first = text.index("0x", text.index("model_data[]"))
+    source.write_text(text[:first] + ("0x00" if text[first:first + 4] != "0x00" else "0x01") + text[first + 4:])
+    with pytest.raises(ModelError, match="does not hold the model"):
+        build_model(result.spec, dataclasses.replace(options, out_dir=out), SilentUI())

@@ -15,8 +15,8 @@ import pytest
 
 from eval_reference import Faults, ReferenceDevice
 from zephyr_tinyml.device import protocol as proto
-from zephyr_tinyml.device.evaluate import (EvalReport, check_device_model, compare, model_from_sources, report_text,
-                                    stream)
+from zephyr_tinyml.device.evaluate import EvalReport, check_device_model, compare, report_text, stream
+from zephyr_tinyml.model.sources import model_from_sources
 from zephyr_tinyml.device.session import DeviceError, Session
 from zephyr_tinyml.model.verify import tflm_interpreter
 

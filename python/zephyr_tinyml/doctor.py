@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .firmware.zephyr_env import ZephyrEnv, find_zephyr, workspace_modules
+from .model.tflite_model import tf_lite_interpreter
 
 SUPPORTED_PYTHON = ((3, 10), (3, 13))
 # What each intended command needs: `tinyml build --no-firmware` needs only the host pieces.
@@ -111,8 +112,6 @@ def _run_tflm(model: bytes) -> str:
 
 def _run_litert(model: bytes) -> str:
     import numpy as np
-
-    from .model.tflite_model import tf_lite_interpreter
 
     interpreter = tf_lite_interpreter(model, reference=True)
     interpreter.allocate_tensors()

@@ -25,3 +25,7 @@ class ModelError(TinymlError):
 
 class AcceptanceError(TinymlError):
     """The model was built but misses the spec's acceptance bars."""
+
+
+class FirmwareError(TinymlError):
+    """The firmware did not configure, build or run."""

@@ -8,10 +8,8 @@ Keras model is at hand) the float model are all taken on the same images.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -19,6 +17,7 @@ import numpy as np
 from .link import LinkError
 from .protocol import Info, Result, crc16_fast
 from .session import DeviceError, LinkStats, Session
+from ..model.op_trace import describe, first_difference, parse_trace
 from ..model.verify import confusion_matrix, run_tflite, run_tflm
 
 Progress = Callable[[int, int, int], None]  # done, total, failed so far
@@ -263,10 +262,8 @@ def name_differing_op(session: Session, model_input: np.ndarray, tflite: bytes, 
     """Send one input that differed as a trace request and name the first op whose output differs.
 
     The device prints the input and every op's output tensor before its reply (tinyml::TraceInvoke);
-    host TFLM runs the same input with every intermediate tensor readable (``firmware/op_trace.py``).
+    host TFLM runs the same input with every intermediate tensor readable (``model/op_trace.py``).
     """
-    from ..firmware.op_trace import describe, first_difference, parse_trace
-
     exchange, lines = session.trace(model_input)
     trace = parse_trace("\n".join(lines))
     if trace is None or not trace.complete:
@@ -274,19 +271,6 @@ def name_differing_op(session: Session, model_input: np.ndarray, tflite: bytes, 
         return (f"the device sent no complete op trace for {input_name} ({problem}): an eval app built before "
                 f"trace requests existed? Rebuild samples/mnist_eval from this checkout")
     return describe(first_difference(tflite, trace), kernels, input_name)
-
-
-def model_from_sources(model_data_cc: Path) -> bytes:
-    """The model bytes compiled into the firmware, read back from a generated ``model_data.cc``.
-
-    Why: a test that only has a build folder (twister) can then compare with exactly the model the
-    device runs, with no work folder or ``.tflite`` at hand.
-    """
-    text = Path(model_data_cc).read_text()
-    start, end = text.find("{", text.find("model_data[]")), text.find("};")
-    if start < 0 or end < start:
-        raise ValueError(f"{model_data_cc} holds no model array")
-    return bytes(int(token, 16) for token in re.findall(r"0x([0-9a-fA-F]{2})", text[start:end]))
 
 
 @dataclass

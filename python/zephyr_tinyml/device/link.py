@@ -9,7 +9,6 @@ a deadline and returns ``None`` when nothing complete arrived in time.  The pyte
 from __future__ import annotations
 
 import os
-import re
 import selectors
 import subprocess
 import time
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Mapping, Protocol
 
 from ..errors import TinymlError
+from ..firmware.build_folder import cmake_cache
+from ..firmware.qemu import start_run_target, stop_process_group
 
 # A console line longer than this without a newline is cut (garbage on a serial line).
 MAX_LINE = 16 * 1024
@@ -131,24 +132,19 @@ class QemuLink(FdLink):
 
     def __init__(self, build_dir: Path, env: Mapping[str, str] | None = None):
         build_dir = Path(build_dir)
-        cache = build_dir / "CMakeCache.txt"
-        if not cache.is_file():
+        cache = cmake_cache(build_dir)
+        if not cache:
             raise LinkError(f"{build_dir} is not a configured Zephyr build (no CMakeCache.txt)")
-        text = cache.read_text(errors="replace")
-        if re.search(r"^QEMU_PTY(:\w+)?=(ON|1|TRUE|YES|Y)$", text, re.MULTILINE | re.IGNORECASE):
+        if cache.get("QEMU_PTY", "").upper() in ("ON", "1", "TRUE", "YES", "Y"):
             raise LinkError(f"{build_dir} was configured with QEMU_PTY; use another --build-dir")
-        pipe = re.search(r"^QEMU_PIPE(:\w+)?=(.+)$", text, re.MULTILINE)
-        command = ["cmake", "--build", str(build_dir), "--target", "run"]
-        env = dict(env) if env else None
-        # Own process group: closing stops ninja and QEMU together.
-        if pipe is None:
-            self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        pipe = cache.get("QEMU_PIPE")
+        if not pipe:
+            self.process = start_run_target(build_dir, env, stdin=subprocess.PIPE)
             assert self.process.stdin is not None and self.process.stdout is not None
             read_fd, write_fd = self.process.stdout.fileno(), self.process.stdin.fileno()
             self._fifos: list[int] = []
         else:
-            base = pipe.group(2).strip()
+            base = pipe.strip()
             for suffix in (".in", ".out"):
                 path = base + suffix
                 if os.path.exists(path):
@@ -158,10 +154,8 @@ class QemuLink(FdLink):
             read_fd = os.open(base + ".out", os.O_RDWR | os.O_NONBLOCK)
             write_fd = os.open(base + ".in", os.O_RDWR | os.O_NONBLOCK)
             self._fifos = [read_fd, write_fd]
-            log = open(build_dir / "tinyml-qemu.log", "wb")
-            self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
-            log.close()
+            with open(build_dir / "tinyml-qemu.log", "wb") as log:
+                self.process = start_run_target(build_dir, env, stdin=subprocess.DEVNULL, stdout=log)
         super().__init__(read_fd, write_fd, f"QEMU ({build_dir})")
 
     def read_line(self, timeout: float) -> str | None:
@@ -175,8 +169,6 @@ class QemuLink(FdLink):
 
     def close(self) -> None:
         super().close()
-        from ..firmware.build import stop_process_group
-
         proc = self.process
         stop_process_group(proc)
         for stream in (proc.stdin, proc.stdout):

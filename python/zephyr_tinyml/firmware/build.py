@@ -8,31 +8,26 @@ build folder made here can be rebuilt with ``west build -d`` and the other way r
 
 from __future__ import annotations
 
-import os
 import re
-import selectors
 import shutil
-import signal
 import subprocess
 import sys
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import TinymlError
+from ..errors import FirmwareError
+from ..layout import SAMPLE_APP
+from ..model.arena import device_arena_size, record_device_arena
+from ..model.op_trace import describe, trace_difference
+from ..model.spec import Spec
+from .build_folder import build_config, cached
 from .fit import check_fit
+from .qemu import run_until_end
+from .size import check_budget, region_report, to_table
 from .zephyr_env import ZephyrEnv, find_zephyr
 
-# The generic app: runs any generated model (TINYML_MODEL_DIR) and checks it against host TFLM.
-SAMPLE_APP = Path(__file__).resolve().parents[3] / "samples" / "run_model"
-
-# Lines after which the app prints nothing more (see zephyr/lib/tinyml/self_test.cpp).
-END_OF_RUN = re.compile(r"^SUMMARY |PROJECT EXECUTION FAILED|ZEPHYR FATAL ERROR")
 SUMMARY = re.compile(r"^SUMMARY (?P<fields>.*)$", re.MULTILINE)
-
-
-class FirmwareError(TinymlError):
-    """The firmware did not configure, build or run."""
 
 
 def require_zephyr() -> ZephyrEnv:
@@ -63,7 +58,7 @@ def build_app(app_dir: Path, board: str, build_dir: Path, generated_dir: Path,
     configure = ["cmake", "-G", "Ninja", "-S", str(app_dir), "-B", str(build_dir),
                  f"-DBOARD={board}", f"-DTINYML_MODEL_DIR={generated_dir}",
                  f"-DPython3_EXECUTABLE={sys.executable}", *extra_cmake_args]
-    if extra_cmake_args or _cached(build_dir, "TINYML_MODEL_DIR") != str(generated_dir):
+    if extra_cmake_args or cached(build_dir, "TINYML_MODEL_DIR") != str(generated_dir):
         _run(configure, env, "configure")
     check_fit(build_dir, generated_dir, board)
     _run(["cmake", "--build", str(build_dir)], env, "build")
@@ -75,76 +70,8 @@ def build_app(app_dir: Path, board: str, build_dir: Path, generated_dir: Path,
 
 
 def run_qemu(build_dir: Path, timeout: float = 120.0, zephyr: ZephyrEnv | None = None) -> str:
-    """Run a QEMU board's build (its ``run`` target) until the app's last line; returns the output.
-
-    QEMU never exits on its own, so the run stops at the summary (or failure) line, or after
-    ``timeout`` seconds, which is an error.
-    """
-    zephyr = zephyr or require_zephyr()
-    proc = subprocess.Popen(["cmake", "--build", str(build_dir), "--target", "run"],
-                            env=zephyr.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    lines: list[str] = []
-    finished = False
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    # Raw reads of the pipe, split into lines here: a buffered readline() would keep the lines after
-    # the first of a chunk in Python's buffer, where select() cannot see them, and the summary that
-    # arrived together with the last output line would wait for output that never comes.
-    fd, pending, eof = proc.stdout.fileno(), b"", False
-    with selectors.DefaultSelector() as selector:
-        selector.register(fd, selectors.EVENT_READ)
-        while not finished and time.monotonic() < deadline:
-            if not selector.select(timeout=max(0.0, min(1.0, deadline - time.monotonic()))):
-                if proc.poll() is not None:
-                    break
-                continue
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                eof = True
-                break
-            pending += chunk
-            *complete, pending = pending.split(b"\n")
-            for raw in complete:
-                line = raw.decode(errors="replace").rstrip("\r")
-                lines.append(line)
-                if END_OF_RUN.search(line):
-                    finished = True
-                    break
-    exit_status = proc.poll()   # None while QEMU still runs (it never exits by itself)
-    if eof and exit_status is None:
-        try:                    # the output ended: the process is on its way out
-            exit_status = proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            exit_status = None
-    _stop(proc)
-    if pending.strip() and not finished:
-        lines.append(pending.decode(errors="replace").rstrip("\r"))   # a last line without its newline
-    output = "\n".join(lines) + "\n"
-    if not finished:
-        why = (f"did not finish within {timeout:.0f} s" if exit_status is None
-               else f"ended (exit status {exit_status}) before the app's SUMMARY line")
-        raise FirmwareError(f"QEMU run of {build_dir} {why}; "
-                            f"last output:\n{''.join(l + chr(10) for l in lines[-20:])}")
-    return output
-
-
-def build_config(build_dir: Path) -> dict[str, str]:
-    """The Kconfig values of a build (``zephyr/.config``), e.g. ``CONFIG_QEMU_TARGET`` -> ``y``."""
-    path = Path(build_dir) / "zephyr" / ".config"
-    if not path.is_file():
-        return {}
-    values = {}
-    for line in path.read_text(errors="replace").splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.startswith("CONFIG_"):
-            values[key] = value.strip('"')
-    return values
-
-
-def is_qemu_build(build_dir: Path) -> bool:
-    """Whether the board of this build runs in QEMU (``mps2_an521`` does too, not only ``qemu_*``)."""
-    return build_config(build_dir).get("CONFIG_QEMU_TARGET") == "y"
+    """Run a QEMU board's build until the app's last line (see :func:`.qemu.run_until_end`)."""
+    return run_until_end(build_dir, (zephyr or require_zephyr()).env(), timeout)
 
 
 def parse_summary(output: str) -> dict[str, Any]:
@@ -163,7 +90,18 @@ def parse_summary(output: str) -> dict[str, Any]:
     return result
 
 
-def build_step(spec: Any, result: Any, args: Any, console: Any) -> int:
+@dataclass(frozen=True)
+class FirmwareOptions:
+    """What ``tinyml build`` asks of the firmware step."""
+
+    board: str
+    build_dir: Path | None = None   # default: <work>/<board>
+    kernels: str | None = None      # a KERNEL_CHOICES key; None: the Kconfig default
+    run: bool = False               # run in QEMU (measuring the arena) after building
+
+
+def build_step(spec: Spec, generated_folder: Path, generated_changed: bool, work_dir: Path,
+               options: FirmwareOptions, console: Any) -> int:
     """``tinyml build``'s firmware step: build, optionally run (measuring the arena), report sizes.
 
     A run on a QEMU board reports the arena the device used for its kernel build; when that is not
@@ -171,25 +109,21 @@ def build_step(spec: Any, result: Any, args: Any, console: Any) -> int:
     and the app rebuilt (only the files that include it) and run again, so the image that passed is
     the one with the exact arena.
     """
-    from .size import check_budget, region_report, to_table
-
-    board = args.board
-    folder = Path(result.generated.folder)
-    build_dir = Path(args.build_dir) if args.build_dir else Path(result.work_dir) / board
-    app_dir = Path(spec.app_dir) if getattr(spec, "app_dir", None) else SAMPLE_APP
+    board = options.board
+    folder = Path(generated_folder)
+    build_dir = Path(options.build_dir) if options.build_dir else Path(work_dir) / board
+    app_dir = Path(spec.app_dir) if spec.app_dir else SAMPLE_APP
     # Pristine when the generated sources changed: a new model can change the op set and sizes.
-    pristine = bool(result.generated.changed) and build_dir.exists()
-    elf = build_app(app_dir, board, build_dir, folder, pristine=pristine, extra_cmake_args=kernels_args(args.kernels))
-    require_kernels(build_dir, board, args.kernels)
+    pristine = generated_changed and build_dir.exists()
+    elf = build_app(app_dir, board, build_dir, folder, pristine=pristine,
+                    extra_cmake_args=kernels_args(options.kernels))
+    require_kernels(build_dir, board, options.kernels)
     status = 0
-    output = ""
-    if args.run:
+    if options.run:
         output, summary = run_measuring_arena(app_dir, board, build_dir, folder, console)
         console.print(output, markup=False, highlight=False, soft_wrap=True)   # the app's lines, unbroken
         if summary.get("correct") != summary.get("images"):
             status = 1
-            from .op_trace import describe, trace_difference
-
             traced = trace_difference(folder, output)
             if traced is not None:
                 text = describe(traced[1], str(summary.get("kernels", "")), f"test input {traced[0].test}")
@@ -200,7 +134,7 @@ def build_step(spec: Any, result: Any, args: Any, console: Any) -> int:
                           f"{board} ({summary.get('kernels', '?')} kernels; {summary.get('arena_used', 0):,} in use "
                           f"afterwards): {summary['arena_size'] / needed:.3f} x the need")
     report = region_report(elf, build_dir / "zephyr" / "zephyr.map", model_dir=folder)
-    budget = spec.budgets.get(board) if getattr(spec, "budgets", None) else None
+    budget = spec.budgets.get(board)
     console.print(to_table(report, f"{spec.name} on {board}", budget))
     if budget is None:
         console.print(f"no budget for {board} in {spec.path}")
@@ -268,8 +202,6 @@ def run_measuring_arena(app_dir: Path, board: str, build_dir: Path, folder: Path
     Returns the last run's output and SUMMARY fields. The rebuild compiles only the files that
     include ``model_arena.h``.
     """
-    from ..model.arena import device_arena_size, record_device_arena
-
     output = run_qemu(build_dir)
     summary = parse_summary(output)
     kernels, used, needed = summary.get("kernels"), summary.get("arena_used"), summary.get("arena_needed")
@@ -286,18 +218,9 @@ def run_measuring_arena(app_dir: Path, board: str, build_dir: Path, folder: Path
     return output, summary
 
 
-def _cached(build_dir: Path, name: str) -> str | None:
-    """A variable's value in the build folder's CMake cache, None when absent."""
-    cache = build_dir / "CMakeCache.txt"
-    if not cache.is_file():
-        return None
-    match = re.search(rf"^{re.escape(name)}:\w+=(.*)$", cache.read_text(errors="replace"), re.MULTILINE)
-    return match.group(1) if match else None
-
-
 def _check_build_dir(build_dir: Path, app_dir: Path, board: str) -> None:
-    source = _cached(build_dir, "CMAKE_HOME_DIRECTORY")
-    cached_board = _cached(build_dir, "CACHED_BOARD") or _cached(build_dir, "BOARD")
+    source = cached(build_dir, "CMAKE_HOME_DIRECTORY")
+    cached_board = cached(build_dir, "CACHED_BOARD") or cached(build_dir, "BOARD")
     if source and Path(source).resolve() != app_dir:
         raise FirmwareError(f"{build_dir} holds a build of {source}; use another folder or pristine")
     if cached_board and cached_board.split("/")[0] != board:
@@ -309,24 +232,3 @@ def _run(cmd: list[str], env: dict[str, str], what: str) -> None:
     if proc.returncode != 0:
         raise FirmwareError(f"firmware {what} failed ({' '.join(cmd[:3])} ... exit {proc.returncode}):\n"
                             + proc.stdout[-4000:])
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop ninja and the QEMU it started (same process group), and close its output pipe."""
-    stop_process_group(proc)
-    if proc.stdout is not None:
-        proc.stdout.close()
-
-
-def stop_process_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the process group ``proc`` leads (ninja and the QEMU under it), SIGKILL after 5 s."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()

@@ -16,6 +16,8 @@ import re
 from pathlib import Path
 
 from ..errors import TinymlError
+from ..model.arena import arena_sizes
+from ..model.codegen import MODEL_FACTS
 
 
 def board_ram(build_dir: Path) -> int | None:
@@ -34,9 +36,6 @@ def board_ram(build_dir: Path) -> int | None:
 
 def smallest_arena(generated_dir: Path) -> int | None:
     """The smallest ``kTensorArenaSize`` that ``model_arena.h`` can pick, from ``tinyml_model.json``."""
-    from ..model.arena import arena_sizes
-    from ..model.codegen import MODEL_FACTS
-
     try:
         return min(arena_sizes(json.loads((generated_dir / MODEL_FACTS).read_text())["arena"]))
     except (OSError, ValueError, KeyError):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+from ..model.tflite_model import macs_per_op
 
 PROFILE = re.compile(r"^OPPROFILE op=(\d+) cycles=(\d+)\s*$")
 
@@ -59,8 +60,6 @@ def parse_profile(output: str) -> list[int]:
 
 def op_costs(tflite: bytes, output: str, summary: dict[str, Any]) -> list[OpCost]:
     """The run's profile with each op's name, MACs and instructions ([] when it printed none)."""
-    from ..model.tflite_model import macs_per_op
-
     cycles = parse_profile(output)
     if not cycles:
         return []

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TinymlError
+from .build_folder import cmake_cache
 from .pr_comment import MARKER
 from .size import SizeReport, budget_limit
 
@@ -51,14 +52,10 @@ def build_facts(build_dir: Path) -> dict[str, str]:
     if version_h.is_file():
         match = re.search(r'KERNEL_VERSION_STRING\s+"([^"]+)"', version_h.read_text(errors="replace"))
         zephyr = match.group(1) if match else ""
-    variant = compiler = version = ""
-    cache = build_dir / "CMakeCache.txt"
-    if cache.is_file():
-        text = cache.read_text(errors="replace")
-        match = re.search(r"^ZEPHYR_TOOLCHAIN_VARIANT:\w+=(.*)$", text, re.MULTILINE)
-        variant = match.group(1) if match else ""
-        match = re.search(r"^CMAKE_C_COMPILER:\w+=(.*)$", text, re.MULTILINE)
-        compiler = Path(match.group(1)).name if match else ""
+    version = ""
+    cache = cmake_cache(build_dir)
+    variant = cache.get("ZEPHYR_TOOLCHAIN_VARIANT", "")
+    compiler = Path(cache["CMAKE_C_COMPILER"]).name if cache.get("CMAKE_C_COMPILER") else ""
     for path in sorted((build_dir / "CMakeFiles").glob("*/CMakeCCompiler.cmake")):
         match = re.search(r'set\(CMAKE_C_COMPILER_VERSION "([^"]+)"\)', path.read_text(errors="replace"))
         if match:

@@ -175,6 +175,8 @@ def _facts_json(spec: Spec, info: ModelInfo, symbol: str, arena: dict, model_sha
         "generated_by": " ".join(line.removeprefix("// ") for line in stamp.splitlines()),
         "generated_by_lines": [line.removeprefix("// ") for line in stamp.splitlines()],
         "name": spec.name,
+        # The spec sections the model was made from: a build of the same spec reuses this model.
+        "trained_from": spec.model_hash(),
         "model_symbol": symbol,
         "model_bytes": info.size,
         "model_sha256": model_sha,

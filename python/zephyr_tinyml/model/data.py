@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from .image_folder import load_image_folder
 
 DATA_DIR_ENV = "TINYML_DATA_DIR"
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -134,8 +135,6 @@ def load_dataset(source: str | DataSource, input_shape: tuple[int, ...], data_di
         if path.suffix == ".npz":
             arrays, where = _read_npz(path), str(path)
         elif path.is_dir():
-            from .image_folder import load_image_folder
-
             folder = load_image_folder(path, input_shape, source.test_split, source.seed, source.labels)
             arrays, where, class_names = folder.arrays, str(path), folder.class_names
             notes.extend(folder.notes)

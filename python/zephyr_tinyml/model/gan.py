@@ -18,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .data import Dataset, normalize
+from ..fileio import write_atomic
 from .spec import Spec, build_stack
 from .train import _keras_object, set_determinism
 
@@ -124,7 +125,6 @@ def grid_png(path: Path, pixels: np.ndarray, columns: int = 8, captions: list[st
     """
     from PIL import Image, ImageDraw
 
-    from ..fileio import write_atomic
     import io
 
     count, height, width = pixels.shape[0], pixels.shape[1], pixels.shape[2]

@@ -3,7 +3,7 @@
 spec -> data -> train (adversarial) -> quantize (generator only) -> verify (host TFLM vs the TFLite
 reference kernels on latent vectors) -> quality (the project's classifier labels generated digits,
 float and int8) -> acceptance -> codegen (embedded latent vectors with host TFLM's images).
-Stages are cached like :mod:`.pipeline`'s, keyed by exactly what each depends on.
+Stages are cached by :mod:`.stages`, keyed by exactly what each depends on.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from .codegen import TestVectors, check_io, check_ops, check_quantization, gener
 from .data import Dataset, load_dataset
 from .gan import GRID_VECTORS, build_generator, grid_png, latent_vectors, to_pixels, train_gan
 from .gan_quality import QUALITY_METHOD, Judgement, judge
-from .pipeline import (BuildOptions, BuildResult, StageTime, UI, _Timer, _cache_entry, _key, _versions,
-                       trained_classifier)
+from .plots import training_curve
+from .quantize import convert
+from .stages import BuildOptions, BuildResult, Stages, UI, library_versions, stage_key
+from .train import save_history, trained_classifier
 from .spec import Spec, check_layers, load_spec, resolve_spec_path
 from .tflite_model import count_macs, inspect_model
 from .verify import METHOD as VERIFY_METHOD, Verification, describe_divergence, quantize_real, run_tflm, verify_outputs
@@ -37,8 +39,6 @@ def to_int8_generator(spec: Spec, generator: Any) -> bytes:
     """The generator as a full-int8 ``.tflite`` at batch 1; representative set: N(0, 1) latent vectors."""
     import tensorflow as tf
 
-    from .quantize import convert
-
     assert spec.gan is not None
     single = build_generator(spec, batch_size=1)
     single.set_weights(generator.get_weights())
@@ -50,26 +50,22 @@ def build_gan(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
     """Run every stage for a GAN spec; raises a TinymlError subclass on any user-fixable fault."""
     assert spec.gan is not None
     gan = spec.gan
-    timings: dict[str, StageTime] = {}
     work = Path(options.work_dir)
-    cache = work / "cache"
-    with ui.stage("spec", spec.path.name), _Timer(timings, "spec"):
+    stages = Stages(ui, work / "cache")
+    with stages.stage("spec", spec.path.name):
         check_layers(spec)
         classifier_spec = load_spec(_classifier_path(spec))
-        versions = _versions()
+        versions = library_versions()
 
-    with ui.stage("data"), _Timer(timings, "data"):
+    with stages.stage("data"):
         data = load_dataset(spec.data_source(), spec.input_shape, options.data_dir, options.allow_download)
         ui.note(f"{len(data.x_train):,} training images from {data.source} (labels unused: the GAN learns "
                 f"the images alone)")
 
-    train_key = _key("train-gan", spec.section_hash("dataset", "model", "training"), data.fingerprint, versions)
-    train_dir = cache / f"train-{train_key}"
-    with ui.stage("train", f"generator and discriminator, {spec.epochs} epochs"), _Timer(timings, "train") as timer:
-        if (train_dir / "generator.keras").is_file() and not options.retrain:
-            timer.cached = True
-        else:
-            _train(spec, data, ui, cache, train_dir.name)
+    train_key = stage_key("train-gan", spec.section_hash("dataset", "model", "training"), data.fingerprint, versions)
+    with stages.stage("train", f"generator and discriminator, {spec.epochs} epochs") as timer:
+        train_dir = stages.cached(timer, f"train-{train_key}", "generator.keras",
+                                  lambda folder: _train_into(spec, data, ui, folder), force=options.retrain)
     meta = json.loads((train_dir / "meta.json").read_text())
     history = json.loads((train_dir / "history.json").read_text())
     generator: Any = None
@@ -82,16 +78,12 @@ def build_gan(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
             generator = keras.models.load_model(train_dir / "generator.keras")
         return generator
 
-    quant_key = _key("quantize-gan", meta["weights_sha256"], spec.section_hash("quantization", "model"), RECIPE)
-    quant_dir = cache / f"quantize-{quant_key}"
-    with ui.stage("quantize", "generator only"), _Timer(timings, "quantize") as timer:
-        if (quant_dir / "model.tflite").is_file():
-            timer.cached = True
-        else:
-            tflite_bytes = to_int8_generator(spec, float_generator())
-            with _cache_entry(cache, quant_dir.name) as tmp:
-                (tmp / "model.tflite").write_bytes(tflite_bytes)
-        tflite = (quant_dir / "model.tflite").read_bytes()
+    quant_key = stage_key("quantize-gan", meta["weights_sha256"], spec.section_hash("quantization", "model"), RECIPE)
+    with stages.stage("quantize", "generator only") as timer:
+        entry = stages.cached(timer, f"quantize-{quant_key}", "model.tflite",
+                              lambda folder: (folder / "model.tflite").write_bytes(
+                                  to_int8_generator(spec, float_generator())))
+        tflite = (entry / "model.tflite").read_bytes()
         info = inspect_model(tflite, spec.path)
         origin = f"the generator of {spec.path.name}"
         check_ops(info, origin)
@@ -101,40 +93,35 @@ def build_gan(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
     # Latent vectors for verification and judging are drawn apart from training's and the representative set's.
     judged = latent_vectors(max(gan.quality_samples, VERIFY_VECTORS), gan.latent_dim, spec.seed + 3)
     judged_q = quantize_real(judged, info.input.scale, info.input.zero_point)
-    verify_key = _key("verify-gan", sha256_bytes(tflite), str(spec.seed), str(VERIFY_VECTORS), versions,
-                      VERIFY_METHOD)
-    verify_dir = cache / f"verify-{verify_key}"
-    with ui.stage("verify", f"{VERIFY_VECTORS:,} latent vectors: host TFLM vs TFLite reference kernels"), \
-            _Timer(timings, "verify") as timer:
-        if (verify_dir / "verification.json").is_file():
-            timer.cached = True
-        else:
-            result = verify_outputs(tflite, judged_q[:VERIFY_VECTORS], ui.images)
-            with _cache_entry(cache, verify_dir.name) as tmp:
-                (tmp / "verification.json").write_text(json.dumps(result.to_json()))
-        verification = Verification(**json.loads((verify_dir / "verification.json").read_text()))
+    verify_key = stage_key("verify-gan", sha256_bytes(tflite), str(spec.seed), str(VERIFY_VECTORS), versions,
+                           VERIFY_METHOD)
 
-    quality_key = _key("quality", sha256_bytes(tflite), meta["weights_sha256"], classifier_spec.file_hash(),
-                       spec.section_hash("quality", "dataset"), versions, QUALITY_METHOD)
-    quality_dir = cache / f"quality-{quality_key}"
-    with ui.stage("quality", f"{classifier_spec.name} labels {gan.quality_samples:,} generated digits"), \
-            _Timer(timings, "quality") as timer:
-        if (quality_dir / "quality.json").is_file():
-            timer.cached = True
-        else:
-            classifier = trained_classifier(classifier_spec, replace(options, work_dir=work.parent /
-                                                                     classifier_spec.name, retrain=False), ui)
-            z = judged[:gan.quality_samples]
-            float_images = float_generator().predict(z, batch_size=500, verbose=0)
-            int8_images = dequantize(run_tflm(tflite, judged_q[:gan.quality_samples], ui.images),
-                                      info.output.scale, info.output.zero_point)
-            judgements = {"float": judge(classifier, classifier_spec, to_pixels(float_images, spec), gan.confidence),
-                          "int8": judge(classifier, classifier_spec, to_pixels(int8_images, spec), gan.confidence)}
-            with _cache_entry(cache, quality_dir.name) as tmp:
-                write_atomic(tmp / "quality.json", json.dumps({k: j.to_json() for k, j in judgements.items()},
-                                                              indent=1, sort_keys=True) + "\n")
-        quality = {k: Judgement.from_json(v) for k, v in
-                   json.loads((quality_dir / "quality.json").read_text()).items()}
+    def run_verification(folder: Path) -> None:
+        result = verify_outputs(tflite, judged_q[:VERIFY_VECTORS], ui.images)
+        (folder / "verification.json").write_text(json.dumps(result.to_json()))
+
+    with stages.stage("verify", f"{VERIFY_VECTORS:,} latent vectors: host TFLM vs TFLite reference kernels") as timer:
+        entry = stages.cached(timer, f"verify-{verify_key}", "verification.json", run_verification)
+        verification = Verification(**json.loads((entry / "verification.json").read_text()))
+
+    quality_key = stage_key("quality", sha256_bytes(tflite), meta["weights_sha256"], classifier_spec.file_hash(),
+                            spec.section_hash("quality", "dataset"), versions, QUALITY_METHOD)
+
+    def run_quality(folder: Path) -> None:
+        classifier = trained_classifier(classifier_spec, replace(options, work_dir=work.parent /
+                                                                 classifier_spec.name, retrain=False), ui)
+        z = judged[:gan.quality_samples]
+        float_images = float_generator().predict(z, batch_size=500, verbose=0)
+        int8_images = dequantize(run_tflm(tflite, judged_q[:gan.quality_samples], ui.images),
+                                 info.output.scale, info.output.zero_point)
+        judgements = {"float": judge(classifier, classifier_spec, to_pixels(float_images, spec), gan.confidence),
+                      "int8": judge(classifier, classifier_spec, to_pixels(int8_images, spec), gan.confidence)}
+        write_atomic(folder / "quality.json", json.dumps({k: j.to_json() for k, j in judgements.items()},
+                                                         indent=1, sort_keys=True) + "\n")
+
+    with stages.stage("quality", f"{classifier_spec.name} labels {gan.quality_samples:,} generated digits") as timer:
+        entry = stages.cached(timer, f"quality-{quality_key}", "quality.json", run_quality)
+        quality = {k: Judgement.from_json(v) for k, v in json.loads((entry / "quality.json").read_text()).items()}
         for kind, j in quality.items():
             ui.note(f"{kind:>5} generator: {j.confident_percent:.1f} % confident (>= {gan.confidence:g}), "
                     f"evenness {j.evenness:.3f}, digits {j.histogram}")
@@ -142,13 +129,13 @@ def build_gan(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
     _write_outputs(spec, work, train_dir, tflite, history, judged_q[:GRID_VECTORS], info, quality)
     check_gan_acceptance(spec, verification, quality)
 
-    with ui.stage("codegen"), _Timer(timings, "codegen"):
+    with stages.stage("codegen"):
         tests = test_vectors(spec, tflite, info)
         generated = generate(spec, tflite, info, verification.arena_host_bytes, tests, options.out_dir)
         macs = count_macs(tflite)
 
     result = BuildResult(spec, work, work / f"{spec.name}.tflite", info, verification, generated,
-                         meta.get("parameters", 0), macs, timings, data.notes,
+                         meta.get("parameters", 0), macs, stages.timings, data.notes,
                          quality={k: j.to_json() for k, j in quality.items()})
     write_atomic(work / "report.json", json.dumps(result.summary(), indent=1, sort_keys=True) + "\n")
     return result
@@ -212,29 +199,24 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return (q.astype(np.float32) - zero_point) * np.float32(scale)
 
 
-def _train(spec: Spec, data: Dataset, ui: UI, cache: Path, name: str) -> None:
-    from .train import save_history
-
+def _train_into(spec: Spec, data: Dataset, ui: UI, folder: Path) -> None:
     grids: dict[int, np.ndarray] = {}
     result = train_gan(spec, data, on_epoch=lambda e, logs: ui.epoch(e, spec.epochs, logs), on_batch=ui.batch,
                        on_samples=lambda epoch, images: grids.__setitem__(epoch, to_pixels(images, spec)))
-    with _cache_entry(cache, name) as tmp:
-        result.generator.save(tmp / "generator.keras")
-        result.discriminator.save(tmp / "discriminator.keras")
-        save_history(tmp / "history.json", result.history)
-        for epoch, pixels in grids.items():
-            grid_png(tmp / "samples" / f"epoch-{epoch:03d}.png", pixels)
-        weights = sha256_bytes(b"".join(w.tobytes() for w in result.generator.get_weights()))
-        write_atomic(tmp / "meta.json", json.dumps({"parameters": int(result.generator.count_params()),
-                                                    "weights_sha256": weights}))
+    result.generator.save(folder / "generator.keras")
+    result.discriminator.save(folder / "discriminator.keras")
+    save_history(folder / "history.json", result.history)
+    for epoch, pixels in grids.items():
+        grid_png(folder / "samples" / f"epoch-{epoch:03d}.png", pixels)
+    weights = sha256_bytes(b"".join(w.tobytes() for w in result.generator.get_weights()))
+    write_atomic(folder / "meta.json", json.dumps({"parameters": int(result.generator.count_params()),
+                                                   "weights_sha256": weights}))
 
 
 def _write_outputs(spec: Spec, work: Path, train_dir: Path, tflite: bytes, history: dict[str, list[float]],
                    grid_q: np.ndarray, info: Any, quality: dict[str, Judgement]) -> None:
     """Model files, the training samples and curve, and a grid of the int8 generator's digits (host TFLM)
     captioned with the classifier's labels ('?': not confident)."""
-    from .plots import training_curve
-
     write_if_changed(work / f"{spec.name}.tflite", tflite)
     write_if_changed(work / f"{spec.name}_generator.keras", (train_dir / "generator.keras").read_bytes())
     for png in sorted((train_dir / "samples").glob("*.png")):

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, ModelError, SpecError
+from .data import BUILTIN, IDX_FILES, IDX_MD5
 from .spec import Spec
 
 MODEL_SUFFIXES = (".tflite", ".keras", ".h5", ".hdf5")
@@ -44,17 +45,6 @@ def is_model_path(text: str) -> bool:
     return path.suffix in MODEL_SUFFIXES or (path.is_dir() and (path / "saved_model.pb").is_file())
 
 
-def content_hash(path: Path) -> str:
-    """SHA-256 of a file, or of a folder's files (names and bytes, in sorted order)."""
-    digest = hashlib.sha256()
-    path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
-        digest.update(file.read_bytes())
-    return digest.hexdigest()
-
-
 def name_from_path(path: Path) -> str:
     """A spec name (lower case, digits, '_') from a file name: ``micro_speech.tflite`` -> ``micro_speech``."""
     stem = Path(path).name if Path(path).is_dir() else Path(path).stem
@@ -76,8 +66,6 @@ def read_labels_file(path: Path) -> tuple[str, ...]:
 
 def detect_dataset(data_dir: Path) -> dict[str, Any]:
     """What ``--data-dir`` holds when no ``--dataset`` is given: a built-in set's files, an .npz or an image folder."""
-    from .data import IDX_FILES, IDX_MD5
-
     data_dir = Path(data_dir)
     if data_dir.suffix == ".npz" or not data_dir.is_dir():
         return {"path": str(data_dir.resolve())}
@@ -100,8 +88,6 @@ def spec_for_model_file(model_path: Path, *, name: str | None = None, dataset: s
                         representative_samples: int = 500, output_dir: Path | None = None,
                         work_dir: Path | None = None) -> Spec:
     """The spec for a model file given on the command line (see the module docstring)."""
-    from .data import BUILTIN
-
     model_path = Path(model_path).resolve()
     if not model_path.exists():
         raise ModelError(f"{model_path} does not exist.")

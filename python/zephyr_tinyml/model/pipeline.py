@@ -1,177 +1,66 @@
-"""The model pipeline, stage by stage, with a content-addressed cache between stages.
+"""The model pipeline of a classifier spec or a model file, stage by stage.
 
-spec -> data -> train -> quantize -> verify -> (acceptance) -> codegen.  Each stage's result is
-stored under ``<work>/cache/<stage>-<key>/`` where the key hashes exactly what the stage depends on
-(spec sections, data contents, upstream result, library versions).  An unchanged rerun therefore
-reuses everything and only re-emits sources (byte-identical); editing ``acceptance`` or ``budgets``
-retrains nothing.  Cache entries are built in a temporary folder and renamed into place, so an
-interrupted run never leaves a half-written entry.
+spec -> data -> train -> quantize -> verify -> (acceptance) -> codegen, each stage cached by
+:mod:`.stages` under a key of exactly what it depends on, so an unchanged rerun reuses everything
+and only re-emits sources (byte-identical); editing ``acceptance`` or ``budgets`` retrains nothing.
+
+A spec whose committed sources (``codegen.output_dir``, e.g. samples/mnist/generated) were
+generated from the same data set, network, training and quantization sections is not trained
+again: its int8 model is read back from ``model_data.cc`` and verified and generated as is, so a
+fresh clone builds the very bytes that were committed (training on another CPU gives other
+weights). ``--retrain`` trains anyway. A GAN spec goes to :mod:`.gan_pipeline`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
-import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any
 
 import numpy as np
 
-from .. import __version__
-from .codegen import Generated, TestVectors, check_io, check_ops, check_quantization, generate, select_test_images
+from ..errors import AcceptanceError, DataError, ModelError, SpecError
+from ..fileio import content_hash, sha256_bytes, write_atomic, write_if_changed
+from .codegen import TestVectors, check_io, check_ops, check_quantization, generate, select_test_images
 from .data import Dataset, load_dataset
-from ..errors import AcceptanceError, DataError, SpecError
-from ..fileio import sha256_bytes, write_atomic
-from .model_file import content_hash, float_input_shape, load_float_model, model_kind
+from .gan_pipeline import build_gan
+from .model_file import float_input_shape, load_float_model, model_kind
+from .plots import confusion_plot, training_curve
+from .quantize import RECIPE, quantize
+from .arena import FACTS
+from .sources import generated_facts, model_from_sources
 from .spec import Spec, check_layers
+from .stages import BuildOptions, BuildResult, StageTime, Stages, UI, library_versions, stage_key
 from .tflite_model import ModelInfo, count_macs, count_parameters, inspect_model
+from .train import train_stage
 from .verify import METHOD as VERIFY_METHOD, Verification, confusion_matrix, describe_divergence, quantize_input
 from .verify import random_inputs, run_tflm, verify, verify_outputs
 
-
-class UI(Protocol):
-    """What the pipeline reports while it runs (the CLI renders it with rich)."""
-
-    def stage(self, name: str, detail: str = "") -> Any: ...  # context manager
-    def epoch(self, epoch: int, epochs: int, logs: dict[str, float]) -> None: ...
-    def batch(self, done: int, total: int) -> None: ...
-    def images(self, done: int, total: int) -> None: ...
-    def note(self, text: str) -> None: ...
-
-
-@dataclass
-class StageTime:
-    """Wall seconds of one stage and whether it came from the cache."""
-
-    seconds: float
-    cached: bool = False
-
-
-@dataclass
-class BuildOptions:
-    """Where to read data and write outputs, and whether to ignore the training cache."""
-
-    work_dir: Path
-    data_dir: Path | None = None
-    out_dir: Path | None = None
-    retrain: bool = False
-    allow_download: bool = True
-
-
-@dataclass
-class BuildResult:
-    """Everything the summary, the firmware stage and the tests need."""
-
-    spec: Spec
-    work_dir: Path
-    tflite_path: Path
-    info: ModelInfo
-    verification: Verification
-    generated: Generated
-    params: int
-    macs: int
-    timings: dict[str, StageTime] = field(default_factory=dict)
-    data_notes: tuple[str, ...] = ()
-    quality: dict[str, Any] | None = None  # a GAN's generated images as its classifier sees them
-
-    def summary(self) -> dict[str, Any]:
-        """Plain figures for reports (JSON-safe)."""
-        v = self.verification
-        return {
-            "model": self.spec.name,
-            "data_notes": list(self.data_notes),
-            "float_accuracy": v.float_accuracy,
-            "tflite_int8_accuracy": v.tflite_accuracy,
-            "tflite_ref_int8_accuracy": v.tflite_ref_accuracy,
-            "tflm_int8_accuracy": v.tflm_accuracy,
-            "accuracy_drop_points": v.accuracy_drop,
-            "test_images": v.images,
-            "tflm_vs_tflite_ref_mismatches": v.ref_mismatches,
-            "tflm_vs_tflite_ref_rounding_mismatches": v.ref_rounding_mismatches,
-            "tflm_vs_tflite_ref_unexplained_mismatches": v.ref_unexplained_mismatches,
-            "tflm_vs_tflite_ref_divergence_ops": v.ref_divergence_ops,
-            "tflm_vs_tflite_ref_first_divergence": v.first_divergence,
-            "tflm_vs_tflite_optimized_argmax_agreement": v.optimized_argmax_agreement,
-            "tflm_vs_tflite_optimized_vector_differences": v.optimized_vector_differences,
-            "model_bytes": self.info.size,
-            "arena_host_measured_bytes": v.arena_host_bytes,
-            "arena_bytes": self.generated.arena_size,
-            "parameters": self.params,
-            "macs_per_inference": self.macs,
-            "ops": list(self.info.unique_ops),
-            "generated_dir": str(self.generated.folder),
-            "stage_seconds": {k: round(t.seconds, 2) for k, t in self.timings.items()},
-            "stage_cached": {k: t.cached for k, t in self.timings.items()},
-            **({"quality": self.quality} if self.quality is not None else {}),
-        }
-
-
-def _key(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:20]
-
-
-@contextmanager
-def _cache_entry(root: Path, name: str) -> Iterator[Path]:
-    """A temporary folder that becomes ``root/name`` only if the block succeeds."""
-    final = root / name
-    tmp = root / f".{name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-class _Timer:
-    def __init__(self, timings: dict[str, StageTime], name: str):
-        self.timings, self.name = timings, name
-
-    def __enter__(self) -> "_Timer":
-        self.start = time.perf_counter()
-        self.cached = False
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.timings[self.name] = StageTime(time.perf_counter() - self.start, self.cached)
-
-
-def _versions() -> str:
-    import keras
-    import tensorflow as tf
-
-    return f"tf{tf.__version__}-keras{keras.__version__}-tinyml{__version__}"
+__all__ = ["BuildOptions", "BuildResult", "build_model", "check_acceptance", "committed_model"]
 
 
 def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
     """Run every model stage for ``spec``; raises a TinymlError subclass on any user-fixable fault.
 
-    A spec with ``model.layers`` is trained; one with ``model.file`` (a model trained elsewhere) is
-    not: a Keras/SavedModel file is quantized like a trained model, an int8 ``.tflite`` is taken as is.
+    A spec with ``model.layers`` is trained (or its committed model reused); one with ``model.file``
+    (a model trained elsewhere) is not: a Keras/SavedModel file is quantized like a trained model, an
+    int8 ``.tflite`` is taken as is.
     """
     if spec.gan is not None:
-        from .gan_pipeline import build_gan
-
         return build_gan(spec, options, ui)
-    timings: dict[str, StageTime] = {}
     work = Path(options.work_dir)
-    cache = work / "cache"
+    stages = Stages(ui, work / "cache")
     kind = model_kind(spec.model_file) if spec.model_file is not None else "spec"
     float_model: Any = None
     tflite_file: bytes | None = None
     file_info: ModelInfo | None = None
     meta: dict[str, Any] = {}
 
-    with ui.stage("spec", spec.path.name), _Timer(timings, "spec"):
+    with stages.stage("spec", spec.path.name):
         if kind == "spec":
             check_layers(spec)
+            committed = None if options.retrain else committed_model(spec, options.out_dir)
         elif kind == "tflite":
             tflite_file = Path(spec.model_file).read_bytes()  # type: ignore[arg-type]
             file_info = inspect_model(tflite_file, spec.model_file or "")
@@ -182,11 +71,11 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
             float_model = load_float_model(spec.model_file)  # type: ignore[arg-type]
             spec = _with_input_shape(spec, float_input_shape(float_model, spec.model_file))  # type: ignore[arg-type]
             meta = {"parameters": int(float_model.count_params()) if hasattr(float_model, "count_params") else 0}
-        versions = _versions()
+        versions = library_versions()
 
     data: Dataset | None = None
     if spec.has_data:
-        with ui.stage("data"), _Timer(timings, "data"):
+        with stages.stage("data"):
             data = load_dataset(spec.data_source(), spec.input_shape, options.data_dir, options.allow_download,
                                 classes=_classes(spec, float_model, file_info))
             ui.note(f"{len(data.x_train):,} training and {len(data.x_test):,} test images from {data.source}")
@@ -201,13 +90,26 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
 
     history: dict[str, list[float]] = {}
     train_dir: Path | None = None
+    source = "file" if kind != "spec" else "trained"
     if kind == "spec":
         assert data is not None
-        train_dir = train_stage(spec, data, options, ui, timings, versions)
-        meta = json.loads((train_dir / "meta.json").read_text())
-        history = json.loads((train_dir / "history.json").read_text())
-        weights_key = meta.get("weights_sha256", train_dir.name.removeprefix("train-"))
-    elif kind != "tflite":
+        if committed is not None:
+            source = "committed"
+            tflite_file = committed
+            with stages.stage("train", f"reused: {_shown(_output_dir(spec, options.out_dir))} holds the int8 model "
+                                       f"of this spec (--retrain trains anew)") as timer:
+                timer.cached = True
+                train_dir = _float_twin(spec, data, stages, versions, committed)
+                meta = {"parameters": count_parameters(committed)}
+        else:
+            train_dir = train_stage(spec, data, stages, versions, options.retrain)
+        if train_dir is not None:
+            meta = json.loads((train_dir / "meta.json").read_text())
+            history = json.loads((train_dir / "history.json").read_text())
+    weights_key = ""
+    if kind == "spec" and train_dir is not None:
+        weights_key = _weights_key(train_dir)
+    elif kind not in ("spec", "tflite"):
         weights_key = content_hash(spec.model_file)  # type: ignore[arg-type]
 
     def model() -> Any:
@@ -218,28 +120,17 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
             float_model = keras.models.load_model(train_dir / "model.keras")
         return float_model
 
-    from .quantize import RECIPE
-
-    with ui.stage("quantize" if kind != "tflite" else "model", "" if kind != "tflite" else "int8 .tflite as given"), \
-            _Timer(timings, "quantize" if kind != "tflite" else "model") as timer:
+    with stages.stage("model" if kind == "tflite" else "quantize",
+                      "int8 .tflite as given" if kind == "tflite" else "committed" if source == "committed" else "") \
+            as timer:
         if tflite_file is not None:
             tflite, timer.cached = tflite_file, True
         else:
             assert data is not None
-            # Keyed by the trained weights, not the training recipe: --retrain (or a model trained with
-            # other numerics) must never reuse the int8 model of the weights it replaced.
-            quant_key = _key("quantize", weights_key, spec.section_hash("quantization", "dataset"), RECIPE,
-                             *([] if kind == "spec" else [kind, ",".join(spec.labels)]))
-            quant_dir = cache / f"quantize-{quant_key}"
-            if (quant_dir / "model.tflite").is_file():
-                timer.cached = True
-            else:
-                from .quantize import quantize
-
-                tflite_bytes = quantize(spec, model(), data, spec.labels)
-                with _cache_entry(cache, quant_dir.name) as tmp:
-                    (tmp / "model.tflite").write_bytes(tflite_bytes)
-            tflite = (quant_dir / "model.tflite").read_bytes()
+            entry = stages.cached(timer, f"quantize-{_quantize_key(spec, kind, weights_key)}", "model.tflite",
+                                  lambda folder: (folder / "model.tflite").write_bytes(
+                                      quantize(spec, model(), data, spec.labels)))
+            tflite = (entry / "model.tflite").read_bytes()
         info = file_info if file_info is not None else inspect_model(tflite, spec.model_file or spec.path)
         origin = f"the model of {spec.path.name}"
         check_ops(info, origin)
@@ -250,63 +141,114 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
                             f"{info.output.shape[-1]} outputs.")
 
     test_seed = spec.seed
-    verify_key = _key("verify", sha256_bytes(tflite), data.fingerprint if data else f"random-{test_seed}",
-                      spec.section_hash("dataset"), versions, kind, str(spec.test_images), VERIFY_METHOD)
-    verify_dir = cache / f"verify-{verify_key}"
+    verify_key = stage_key("verify", sha256_bytes(tflite), data.fingerprint if data else f"random-{test_seed}",
+                           spec.section_hash("dataset"), versions, kind, str(spec.test_images), VERIFY_METHOD,
+                           "float" if train_dir is not None or float_model is not None else "no-float")
     what = f"{len(data.x_test):,} test images" if data else f"{spec.test_images} seeded random inputs (no data given)"
-    with ui.stage("verify", what), _Timer(timings, "verify") as timer:
-        if (verify_dir / "verification.json").is_file():
-            timer.cached = True
+
+    def run_verification(folder: Path) -> None:
+        if data is not None:
+            result = verify(spec, data, model(), tflite, info, ui.images)
         else:
-            if data is not None:
-                result = verify(spec, data, model(), tflite, info, ui.images)
-            else:
-                result = verify_outputs(tflite, random_inputs(info, spec.test_images, test_seed), ui.images)
-            with _cache_entry(cache, verify_dir.name) as tmp:
-                (tmp / "verification.json").write_text(json.dumps(result.to_json()))
-        verification = Verification(**json.loads((verify_dir / "verification.json").read_text()))
-    _write_outputs(spec, work, train_dir, tflite, history, verification, data, timings)
+            result = verify_outputs(tflite, random_inputs(info, spec.test_images, test_seed), ui.images)
+        (folder / "verification.json").write_text(json.dumps(result.to_json()))
+
+    with stages.stage("verify", what) as timer:
+        entry = stages.cached(timer, f"verify-{verify_key}", "verification.json", run_verification)
+        verification = Verification(**json.loads((entry / "verification.json").read_text()))
+    _write_outputs(spec, work, train_dir, tflite, history, verification, data, stages.timings)
     check_acceptance(spec, verification)
 
-    with ui.stage("codegen"), _Timer(timings, "codegen"):
+    arena_host = verification.arena_host_bytes
+    if source == "committed":
+        # The committed sources keep the host arena they were generated with: host TFLM's figure moves
+        # by a few bytes between tflite-micro releases, and the committed files must not churn with it.
+        recorded = generated_facts(_output_dir(spec, options.out_dir)).get("arena", {}).get("host_measured_bytes")
+        if isinstance(recorded, int) and recorded > 0:
+            if recorded != arena_host:
+                ui.note(f"arena: this host TFLM needs {arena_host:,} bytes, the committed sources recorded "
+                        f"{recorded:,}; kept (--retrain measures anew)")
+            arena_host = recorded
+
+    with stages.stage("codegen"):
         tests = test_vectors(spec, tflite, info, data, verification, test_seed)
-        generated = generate(spec, tflite, info, verification.arena_host_bytes, tests, options.out_dir, spec.labels)
+        generated = generate(spec, tflite, info, arena_host, tests, options.out_dir, spec.labels)
         macs = count_macs(tflite)
 
     result = BuildResult(spec, work, work / f"{spec.name}.tflite", info, verification, generated,
-                         meta.get("parameters", 0), macs, timings, data.notes if data is not None else ())
+                         meta.get("parameters", 0), macs, stages.timings, data.notes if data is not None else (),
+                         model_source=source)
     write_atomic(work / "report.json", json.dumps(result.summary(), indent=1, sort_keys=True) + "\n")
     return result
 
 
-def train_stage(spec: Spec, data: Dataset, options: BuildOptions, ui: UI, timings: dict[str, StageTime],
-                versions: str) -> Path:
-    """The cache folder of the spec's trained model (model.keras, history.json, meta.json), trained if absent."""
-    train_key = _key("train", spec.section_hash("dataset", "model", "training"), data.fingerprint, versions)
-    train_dir = Path(options.work_dir) / "cache" / f"train-{train_key}"
-    with ui.stage("train"), _Timer(timings, "train") as timer:
-        if (train_dir / "model.keras").is_file() and not options.retrain:
-            timer.cached = True
-        else:
-            # Later stages read the saved model.keras even right after training, so a fresh build,
-            # a train-cache hit and a full-cache hit all quantize the very same artifact.
-            _train(spec, data, ui, train_dir.parent, train_dir.name)
-    return train_dir
+def committed_model(spec: Spec, out_dir: Path | None = None) -> bytes | None:
+    """The int8 model committed in the spec's output folder, when it was made from this spec; else None.
 
-
-def trained_classifier(spec: Spec, options: BuildOptions, ui: UI) -> Any:
-    """The float Keras model of a classifier spec, from its train cache (trained first if absent).
-
-    Used to judge what another model makes (a GAN's digits); runs only the spec, data and train stages.
+    "Made from this spec": its facts file names the same data set, network, training and
+    quantization sections (``trained_from``), or, for sources generated before that key existed,
+    its header names this very spec file. The model bytes must match the facts file's hash.
     """
-    import keras
+    folder = _output_dir(spec, out_dir)
+    if not (folder / FACTS).is_file():
+        return None
+    try:
+        facts = generated_facts(folder)
+    except ValueError as err:
+        raise ModelError(f"{folder / FACTS} is not valid JSON ({err}): restore the folder (git checkout -- "
+                         f"{folder}) or train anew with --retrain") from None
+    stamp = f"sha256 {spec.file_hash()[:16]}," if spec.path.is_file() else None
+    same = facts.get("trained_from") == spec.model_hash() or (
+        "trained_from" not in facts and stamp is not None and stamp in facts.get("generated_by", ""))
+    if not same or facts.get("name") != spec.name:
+        return None
+    try:
+        model = model_from_sources(folder / "model_data.cc")
+    except (OSError, ValueError) as err:
+        raise ModelError(f"{folder} has a {FACTS} for this spec but no readable model ({err}): restore the "
+                         f"folder (git checkout -- {folder}) or train anew with --retrain") from None
+    if sha256_bytes(model) != facts.get("model_sha256"):
+        raise ModelError(f"{folder / 'model_data.cc'} does not hold the model {folder / FACTS} describes (sha256 "
+                         f"differs): restore the folder (git checkout -- {folder}) or train anew with --retrain")
+    return model
 
-    if not spec.layers:
-        raise SpecError(f"{spec.path}: a judging classifier must be a spec that trains 'model.layers'.")
-    check_layers(spec)
-    data = load_dataset(spec.data_source(), spec.input_shape, options.data_dir, options.allow_download)
-    train_dir = train_stage(spec, data, options, ui, {}, _versions())
-    return keras.models.load_model(train_dir / "model.keras")
+
+def _output_dir(spec: Spec, out_dir: Path | None) -> Path:
+    return Path(out_dir or spec.output_dir)
+
+
+def _shown(folder: Path) -> str:
+    """A folder as the user would type it: relative to the current directory when inside it."""
+    try:
+        return str(folder.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(folder)
+
+
+def _weights_key(train_dir: Path) -> str:
+    meta = json.loads((train_dir / "meta.json").read_text())
+    return meta.get("weights_sha256", train_dir.name.removeprefix("train-"))
+
+
+def _quantize_key(spec: Spec, kind: str, weights_key: str) -> str:
+    """Keyed by the trained weights, not the training recipe: --retrain (or a model trained with other
+    numerics) must never reuse the int8 model of the weights it replaced."""
+    return stage_key("quantize", weights_key, spec.section_hash("quantization", "dataset"), RECIPE,
+                     *([] if kind == "spec" else [kind, ",".join(spec.labels)]))
+
+
+def _float_twin(spec: Spec, data: Dataset, stages: Stages, versions: str, committed: bytes) -> Path | None:
+    """This machine's train cache entry whose int8 model is the committed one, if there is one.
+
+    With it the float model is at hand (float accuracy, the training curve); without it the
+    committed model is verified without its float twin (float accuracy n/a).
+    """
+    key = stage_key("train", spec.section_hash("dataset", "model", "training"), data.fingerprint, versions)
+    train_dir = stages.cache / f"train-{key}"
+    if not (train_dir / "model.keras").is_file():
+        return None
+    quantized = stages.cache / f"quantize-{_quantize_key(spec, 'spec', _weights_key(train_dir))}" / "model.tflite"
+    return train_dir if quantized.is_file() and quantized.read_bytes() == committed else None
 
 
 def _with_input_shape(spec: Spec, shape: tuple[int, ...]) -> Spec:
@@ -351,24 +293,9 @@ def test_vectors(spec: Spec, tflite: bytes, info: ModelInfo, data: Dataset | Non
                        f"no data was given")
 
 
-def _train(spec: Spec, data: Dataset, ui: UI, cache: Path, name: str) -> None:
-    from .train import save_history, train
-
-    result = train(spec, data, on_epoch=lambda e, logs: ui.epoch(e, spec.epochs, logs), on_batch=ui.batch)
-    with _cache_entry(cache, name) as tmp:
-        result.model.save(tmp / "model.keras")
-        save_history(tmp / "history.json", result.history)
-        weights = sha256_bytes(b"".join(w.tobytes() for w in result.model.get_weights()))
-        write_atomic(tmp / "meta.json", json.dumps({"parameters": int(result.model.count_params()),
-                                                    "weights_sha256": weights}))
-
-
 def _write_outputs(spec: Spec, work: Path, train_dir: Path | None, tflite: bytes, history: dict[str, list[float]],
                    verification: Verification, data: Dataset | None, timings: dict[str, StageTime]) -> None:
     """The user-facing artifacts: model files and plots next to each other in the work folder."""
-    from ..fileio import write_if_changed
-    from .plots import confusion_plot, training_curve
-
     write_if_changed(work / f"{spec.name}.tflite", tflite)
     if train_dir is not None:
         write_if_changed(work / f"{spec.name}.keras", (train_dir / "model.keras").read_bytes())

@@ -18,6 +18,8 @@ from .data import Dataset, normalize
 from ..errors import ModelError
 from ..fileio import captured_fd
 from .spec import Spec
+from .model_file import SavedModelPredictor
+from .tflite_metadata import ClassifierMetadata, write_metadata
 
 
 def representative_images(spec: Spec, data: Dataset) -> np.ndarray:
@@ -51,8 +53,6 @@ def fixed_batch_model(spec: Spec, model: Any) -> Any:
 def _converter(spec: Spec, model: Any) -> Any:
     """A TFLite converter for a Keras model or a SavedModel's serving function, at batch size 1."""
     import tensorflow as tf
-
-    from .model_file import SavedModelPredictor
 
     if not isinstance(model, SavedModelPredictor):
         return tf.lite.TFLiteConverter.from_keras_model(fixed_batch_model(spec, model))
@@ -105,8 +105,6 @@ def add_label_metadata(spec: Spec, tflite: bytes, labels: tuple[str, ...] = ()) 
     here, not from the spec.  The schema's normalization is ``(pixel - mean) / std``; ours is
     ``pixel * scale + offset``, so ``mean = -offset / scale`` and ``std = 1 / scale``.
     """
-    from .tflite_metadata import ClassifierMetadata, write_metadata
-
     meta = ClassifierMetadata(name=spec.name, description=spec.description, labels=tuple(labels or spec.labels),
                               mean=(-spec.norm_offset / spec.norm_scale,), std=(1.0 / spec.norm_scale,),
                               channels=int(spec.input_shape[-1]))

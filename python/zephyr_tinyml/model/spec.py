@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import yaml
 
 from ..errors import SpecError
+from ..fileio import content_hash
 
 if TYPE_CHECKING:   # for the annotation only: loading a spec does not import numpy and the data stage
     from .data import DataSource
@@ -122,11 +123,14 @@ class Spec:
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
+    def model_hash(self) -> str:
+        """Hash of what the int8 model is made from (data set, network, training, quantization):
+        budgets, acceptance bars and codegen settings may change without making another model."""
+        return self.section_hash("dataset", "model", "training", "quantization")
+
     def file_hash(self) -> str:
         """SHA-256 of the spec file as written (stamped into generated sources)."""
         if self.path.is_dir():  # a SavedModel given on the command line
-            from .model_file import content_hash
-
             return content_hash(self.path)
         return hashlib.sha256(self.path.read_bytes()).hexdigest()
 

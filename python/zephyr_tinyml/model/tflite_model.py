@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import ModelError
 from ..fileio import captured_fd
+from .tflite_metadata import read_metadata
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,6 @@ def tf_lite_interpreter(tflite: bytes, reference: bool = False, preserve_all_ten
 
 def read_labels(tflite: bytes) -> tuple[str, ...]:
     """Labels from the model's TFLite metadata (its TENSOR_AXIS_LABELS file); empty if none."""
-    from .tflite_metadata import read_metadata
-
     meta = read_metadata(tflite)
     return meta.labels if meta is not None else ()
 

@@ -17,8 +17,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .data import Dataset, normalize
-from .spec import Spec, build_keras_model
+from ..errors import SpecError
+from ..fileio import sha256_bytes, write_atomic
+from .data import Dataset, load_dataset, normalize
+from .spec import Spec, build_keras_model, check_layers
+from .stages import BuildOptions, Stages, UI, library_versions, stage_key
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -180,6 +183,40 @@ class _BatchCallback:
 
 def save_history(path: Path, history: dict[str, list[float]]) -> None:
     """History as JSON next to the model (read back for plots and reports)."""
-    from ..fileio import write_atomic
-
     write_atomic(path, json.dumps(history, indent=1, sort_keys=True))
+
+
+def train_stage(spec: Spec, data: Dataset, stages: Stages, versions: str, retrain: bool = False) -> Path:
+    """The cache folder of the spec's trained model (model.keras, history.json, meta.json), trained if absent.
+
+    Later stages read the saved model.keras even right after training, so a fresh build, a
+    train-cache hit and a full-cache hit all quantize the very same artifact.
+    """
+    key = stage_key("train", spec.section_hash("dataset", "model", "training"), data.fingerprint, versions)
+    with stages.stage("train") as timer:
+        return stages.cached(timer, f"train-{key}", "model.keras",
+                             lambda folder: _train_into(spec, data, stages.ui, folder), force=retrain)
+
+
+def trained_classifier(spec: Spec, options: BuildOptions, ui: UI) -> Any:
+    """The float Keras model of a classifier spec, from its train cache (trained first if absent).
+
+    Used to judge what another model makes (a GAN's digits); runs only the spec, data and train stages.
+    """
+    import keras
+
+    if not spec.layers:
+        raise SpecError(f"{spec.path}: a judging classifier must be a spec that trains 'model.layers'.")
+    check_layers(spec)
+    data = load_dataset(spec.data_source(), spec.input_shape, options.data_dir, options.allow_download)
+    train_dir = train_stage(spec, data, Stages(ui, Path(options.work_dir) / "cache"), library_versions())
+    return keras.models.load_model(train_dir / "model.keras")
+
+
+def _train_into(spec: Spec, data: Dataset, ui: UI, folder: Path) -> None:
+    result = train(spec, data, on_epoch=lambda e, logs: ui.epoch(e, spec.epochs, logs), on_batch=ui.batch)
+    result.model.save(folder / "model.keras")
+    save_history(folder / "history.json", result.history)
+    weights = sha256_bytes(b"".join(w.tobytes() for w in result.model.get_weights()))
+    write_atomic(folder / "meta.json", json.dumps({"parameters": int(result.model.count_params()),
+                                                   "weights_sha256": weights}))

@@ -28,8 +28,8 @@ sys.path.insert(0, str(REPO / "python"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from zephyr_tinyml.device import protocol as proto  # noqa: E402
-from zephyr_tinyml.device.evaluate import (check_device_model, compare, model_from_sources, report_text,  # noqa: E402
-                                    stream)
+from zephyr_tinyml.device.evaluate import check_device_model, compare, report_text, stream  # noqa: E402
+from zephyr_tinyml.model.sources import model_from_sources  # noqa: E402
 from zephyr_tinyml.device.session import Session  # noqa: E402
 
 IMAGES = int(os.environ.get("TINYML_EVAL_IMAGES", "1000"))

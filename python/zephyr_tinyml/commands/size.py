@@ -15,45 +15,36 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from ..cli import DEFAULT_BOARD, work_dir_of
+from rich.console import Console
+
 from ..errors import TinymlError
+from ..firmware.build import build_app
+from ..firmware.size import check_budget, region_report, to_markdown, to_table
+from ..firmware.size_compare import (accepted_reason, build_entry, compare, comparison_json, load_report,
+                                     render_markdown, report_document)
+from ..layout import DEFAULT_BOARD, SAMPLE_APP, work_dir
+from ..model.spec import load_spec, resolve_spec_path
+from .common import commit_of
 
 
-def _commit(folder: Path) -> str:
-    """The git commit checked out in ``folder``, with ``-dirty`` when it has uncommitted changes; "" outside git."""
-    try:
-        sha = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-    return sha + ("-dirty" if dirty else "")
-
-
-def measure(args: argparse.Namespace, console: Any) -> tuple[dict[str, Any], list[tuple[str, Any, Any, list[str]]]]:
+def measure(models: list[str], boards: list[str], given_work_dir: str | None, commit: str | None,
+            console: Any) -> tuple[dict[str, Any], list[tuple[str, Any, Any, list[str]]]]:
     """Build (if missing) and measure every model x board; the JSON report and, per build, what to print."""
-    from .build import SAMPLE_APP, build_app
-    from .size import check_budget, region_report
-    from .size_compare import build_entry, report_document
-    from ..model.spec import load_spec, resolve_spec_path
-
-    if not args.models:
+    if not models:
         raise TinymlError("name the model(s) to measure (e.g. `tinyml size mnist`), or give --head with --compare")
     builds, shown = [], []
     spec_dir = None
-    for model in args.models:
+    for model in models:
         spec = load_spec(resolve_spec_path(model))
         spec_dir = spec_dir or Path(spec.path).parent
-        work = work_dir_of(args, spec.name)
-        if args.work_dir and len(args.models) > 1:
+        work = work_dir(spec.name, given_work_dir)
+        if given_work_dir and len(models) > 1:
             work /= spec.name
         app = Path(spec.app_dir) if spec.app_dir else SAMPLE_APP
-        for board in args.board or [DEFAULT_BOARD]:
+        for board in boards:
             build_dir = work / board
             elf = build_dir / "zephyr" / "zephyr.elf"
             if not elf.is_file():
@@ -64,7 +55,7 @@ def measure(args: argparse.Namespace, console: Any) -> tuple[dict[str, Any], lis
             problems = check_budget(report, budget) if budget else []
             builds.append(build_entry(report, spec.name, _relative(app), board, budget, build_dir))
             shown.append((f"{spec.name} on {board}", report, budget, problems))
-    commit = args.commit if args.commit is not None else _commit(spec_dir or Path.cwd())
+    commit = commit if commit is not None else commit_of(spec_dir or Path.cwd())
     return report_document(builds, commit), shown
 
 
@@ -78,14 +69,9 @@ def _relative(path: Path) -> str:
 
 
 def cmd_size(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from .size import to_markdown, to_table
-    from .size_compare import (accepted_reason, compare, comparison_json, load_report, render_markdown)
-
     console = Console(stderr=args.format != "table")
     if args.compare is None:
-        document, shown = measure(args, console)
+        document, shown = measure(args.models, args.board or [DEFAULT_BOARD], args.work_dir, args.commit, console)
         status = 1 if any(problems for *_, problems in shown) else 0
         if args.format == "json":
             text = json.dumps(document, indent=1) + "\n"
@@ -107,7 +93,7 @@ def cmd_size(args: argparse.Namespace) -> int:
     if args.head:
         head = load_report(Path(args.head))
     else:
-        head, _ = measure(args, console)
+        head, _ = measure(args.models, args.board or [DEFAULT_BOARD], args.work_dir, args.commit, console)
     comparison = compare(base, head)
     pr_body = Path(args.pr_body).read_text(errors="replace") if args.pr_body else None
     breaches = comparison.breaches()

@@ -11,7 +11,6 @@ bit-exact for this model (with CMSIS-NN, its CMSIS-NN kernel: host TFLM runs the
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from .build import FirmwareError
-from ..fileio import sha256_bytes
+from ..errors import ModelError
+from .sources import generated_model
+from .verify import all_tensors_model, tflm_interpreter
 
 BEGIN = re.compile(r"^OPTRACE begin test=(\d+)\s*$")
 DATA = re.compile(r"^OPTRACE (input|t\d+) ([0-9a-f]*)\s*$")
@@ -60,22 +60,6 @@ def parse_trace(output: str) -> DeviceTrace | None:
     return trace
 
 
-def generated_model(folder: Path) -> bytes:
-    """The ``.tflite`` compiled into the image: ``model_data.cc``'s bytes, checked against the facts file."""
-    from ..device.evaluate import model_from_sources
-    from ..model.codegen import MODEL_FACTS
-
-    source, facts_file = folder / "model_data.cc", folder / MODEL_FACTS
-    try:
-        model, facts = model_from_sources(source), json.loads(facts_file.read_text())
-    except (OSError, ValueError) as err:
-        raise FirmwareError(f"cannot read the generated model in {folder}: {err}; rerun `west tinyml build`") from None
-    if sha256_bytes(model) != facts.get("model_sha256"):
-        raise FirmwareError(f"{source} does not hold the model {facts_file} describes (sha256 differs): "
-                            f"regenerate with `west tinyml build`")
-    return model
-
-
 def first_difference(tflite: bytes, trace: DeviceTrace, limit: int = 4) -> dict[str, Any] | None:
     """The first op (in execution order) whose output the device printed differently from host TFLM's.
 
@@ -83,14 +67,12 @@ def first_difference(tflite: bytes, trace: DeviceTrace, limit: int = 4) -> dict[
     the first few (element, device, host TFLM); ``missing`` when the device printed no output for
     it (the trace stopped); None when every op's output is equal.
     """
-    from ..model.verify import all_tensors_model, tflm_interpreter
-
     debug_model, ops = all_tensors_model(tflite)
     interpreter = tflm_interpreter(debug_model)
     details = interpreter.get_input_details(0)
     image = np.frombuffer(trace.input, dtype=details["dtype"])
     if image.size != int(np.prod(details["shape"])):
-        raise FirmwareError(f"the device's op trace holds {len(trace.input)} input bytes, the model's input "
+        raise ModelError(f"the device's op trace holds {len(trace.input)} input bytes, the model's input "
                             f"{tuple(details['shape'])} needs {int(np.prod(details['shape'])) * image.itemsize}")
     interpreter.set_input(image.reshape(details["shape"]), 0)
     interpreter.invoke()

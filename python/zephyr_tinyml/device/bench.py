@@ -20,17 +20,23 @@ cycle, a lower bound for a real part. A board QEMU cannot run (nucleo_f446re) ge
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import TinymlError
-from .build import SAMPLE_APP, build_app, build_config, kernels_args, kernels_problem, run_measuring_arena
-from .fit import DoesNotFit
-from .op_profile import OpCost, op_costs, render_ops, to_instructions
-from .op_trace import cell, generated_model, trace_difference
+from ..firmware.build import build_app, kernels_args, kernels_problem, run_measuring_arena
+from ..firmware.build_folder import build_config
+from ..firmware.fit import DoesNotFit
+from ..firmware.op_profile import OpCost, op_costs, to_instructions
+from ..firmware.size import region_report
+from ..firmware.size_compare import build_facts
+from ..layout import EVAL_APP, SAMPLE_APP
+from ..model.op_trace import cell, trace_difference
+from ..model.sources import generated_model
+from ..model.spec import Spec
+from .eval_run import EvalOptions, evaluate_classifier, model_files
 
 DEFAULT_BOARDS = ("qemu_cortex_m3", "mps2_an521", "mps3_an547", "qemu_cortex_m0", "qemu_cortex_a9", "nucleo_f446re")
 DEFAULT_KERNELS = ("reference", "cmsis-nn")
@@ -64,68 +70,40 @@ class BenchRow:
         return self.instructions / self.clock_hz * 1e6 if self.clock_hz and self.instructions else 0.0
 
 
-def add_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "bench", help="build and run models on boards with both kernel sets; print flash, RAM, arena, instructions",
-        description="For each model x board x kernels: build (build/bench/<app>/<board>-<kernels>), run the "
-                    "self test on QEMU boards, and print one table: flash, RAM, tensor arena (allocated / needed on "
-                    "the device), instructions per inference (QEMU icount, calibrated on the device; not a real pipeline's "
-                    "cycles) and µs at the board's clock (1 instruction per cycle). The models must have been "
-                    "generated first (`tinyml build <model> --no-firmware`).")
-    p.add_argument("models", nargs="*", default=["mnist"], help="models in models/ or spec paths (default: mnist)")
-    p.add_argument("--boards", default=",".join(DEFAULT_BOARDS), help="comma-separated (default: %(default)s)")
-    p.add_argument("--kernels", default=",".join(DEFAULT_KERNELS), help="comma-separated (default: %(default)s)")
-    p.add_argument("--build-root", metavar="DIR", default="build/bench", help="(default: %(default)s)")
-    p.add_argument("--eval", type=int, default=0, metavar="N",
-                   help="also build samples/mnist_eval for each QEMU row of a classifier and stream its first N test "
-                        "images over the UART (`tinyml eval`): the images/s column (a second TFLM build per board "
-                        "and kernels; default: off)")
-    p.add_argument("--data-dir", metavar="DIR", help="--eval: folder with the data set's files (as for `tinyml eval`)")
-    p.add_argument("--ops", action="store_true",
-                   help="also print where each run's instructions go, op by op (the self test's op profile: "
-                        "instructions, share and instructions per multiply-accumulate of every layer)")
-    p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
-    p.add_argument("--out", metavar="FILE", help="also write the table (in --format) to FILE")
-    p.set_defaults(func=cmd_bench)
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from ..model.spec import load_spec, resolve_spec_path
-
-    console = Console(stderr=True)
+def bench(specs: list[Spec], boards: list[str], kernels_list: list[str], build_root: Path, eval_images: int,
+          data_dir: Path | None, console: Any) -> tuple[list[BenchRow], dict[str, str]]:
+    """Every spec x board x kernels, measured (and with ``eval_images``, the UART evaluation's rate);
+    with the Zephyr version and toolchain of the first configuration that was built."""
     rows: list[BenchRow] = []
-    for model in args.models:
-        spec = load_spec(resolve_spec_path(model))
+    facts: dict[str, str] = {}
+    for spec in specs:
         app = Path(spec.app_dir) if spec.app_dir else SAMPLE_APP
-        for board in [b for b in args.boards.split(",") if b]:
-            for kernels in [k for k in args.kernels.split(",") if k]:
+        for board in boards:
+            for kernels in kernels_list:
                 # One folder per app x board x kernels, shared by the models that app runs: switching
                 # models there recompiles the model's files, not TFLM (zephyr/CMakeLists.txt).
-                build_dir = Path(args.build_root) / app.name / f"{board}-{kernels}"
+                build_dir = Path(build_root) / app.name / f"{board}-{kernels}"
                 with console.status(f"{spec.name} on {board}, {kernels} kernels: building in {build_dir}"):
                     rows.append(bench_one(spec, app, board, kernels, build_dir, console))
                 row = rows[-1]
-                if args.eval and row.correct and spec.gan is None and spec.has_data:
-                    eval_dir = Path(args.build_root) / "mnist_eval" / f"{board}-{kernels}"
+                if not facts and row.flash:
+                    facts = build_facts(build_dir)
+                if eval_images and row.correct and spec.gan is None and spec.has_data:
+                    eval_dir = Path(build_root) / EVAL_APP.name / f"{board}-{kernels}"
                     with console.status(f"{spec.name} on {board}, {kernels} kernels: UART evaluation in {eval_dir}"):
-                        _uart_eval(row, spec, board, kernels, eval_dir, args.eval, args.data_dir, console)
+                        _uart_eval(row, spec, board, kernels, eval_dir, eval_images, data_dir, console)
                 console.print(f"{spec.name} {board} {row.kernels}: flash {row.flash:,} RAM {row.ram:,} "
                               f"instructions {row.instructions:,} {row.note}".rstrip())
-    text = render(rows, args.format)
-    if args.ops and args.format != "json":
-        text += "\n\n" + render_ops([(r.model, r.board, r.kernels, r.ops) for r in rows if r.ops], args.format)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    return 0 if all(not r.correct or r.correct.split("/")[0] == r.correct.split("/")[1] for r in rows) else 1
+    return rows, facts
 
 
-def bench_one(spec: Any, app: Path, board: str, kernels: str, build_dir: Path, console: Any = None) -> BenchRow:
+def all_correct(rows: list[BenchRow]) -> bool:
+    """Whether every row that ran its self test got every output right."""
+    return all(not r.correct or r.correct.split("/")[0] == r.correct.split("/")[1] for r in rows)
+
+
+def bench_one(spec: Spec, app: Path, board: str, kernels: str, build_dir: Path, console: Any = None) -> BenchRow:
     """Build (and on QEMU run) one configuration; a configuration that cannot be built is a row with a note."""
-    from .size import region_report
-
     row = BenchRow(spec.name, board, kernels)
     folder = Path(spec.output_dir)
     try:
@@ -175,22 +153,20 @@ def _run(row: BenchRow, app: Path, board: str, build_dir: Path, folder: Path, co
     row.ops = op_costs(generated_model(folder), output, summary)
 
 
-def _uart_eval(row: BenchRow, spec: Any, board: str, kernels: str, eval_dir: Path, images: int,
-               data_dir: str | None, console: Any) -> None:
+def _uart_eval(row: BenchRow, spec: Spec, board: str, kernels: str, eval_dir: Path, images: int,
+               data_dir: Path | None, console: Any) -> None:
     """``tinyml eval <model> -n <images>`` on the eval app built with the same kernels: images/s into ``row``.
 
     The rate is what the whole exchange achieves (QEMU's UART, the host's framing and checks), at
     QEMU's speed on this host, not the board's: it shows the cost of the evaluation, not of inference.
     """
-    from ..device.eval_cli import EVAL_APP, eval_arguments, evaluate_classifier, model_files
-
     folder = Path(spec.output_dir)
     try:
         build_app(EVAL_APP, board, eval_dir, folder, extra_cmake_args=kernels_args(kernels))
-        args = eval_arguments([str(spec.path), "-n", str(images), "--board", board, "--build-dir", str(eval_dir),
-                               "--generated-dir", str(folder), "--no-build"] + (["--data-dir", data_dir] if data_dir else []))
-        work, tflite_path, tflite = model_files(args, spec)
-        report = evaluate_classifier(args, spec, work, tflite, tflite_path, console)
+        options = EvalOptions(board=board, images=images, build_dir=eval_dir, generated_dir=folder, no_build=True,
+                              data_dir=Path(data_dir) if data_dir else None)
+        work, tflite_path, tflite = model_files(options, spec)
+        report = evaluate_classifier(options, spec, work, tflite, tflite_path, console)
     except (TinymlError, OSError) as err:
         row.add_note("UART eval failed: " + failure_reason(str(err))[:160])
         return

@@ -1,0 +1,1 @@
+"""The command layer: each subcommand's parser and front door, above the library it calls."""

@@ -1,0 +1,126 @@
+"""``tinyml list`` and ``tinyml build``: the model specs, and the pipeline from spec to firmware."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import TinymlError
+from ..firmware.build import KERNEL_CHOICES, FirmwareOptions, build_step
+from ..layout import DEFAULT_BOARD, work_dir
+from ..model.model_file import is_model_path, name_from_path, read_labels_file, spec_for_model_file
+from ..model.pipeline import BuildOptions, build_model
+from ..model.report import summary_table
+from ..model.spec import list_specs, load_spec, resolve_spec_path
+from ..ui import RichUI
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    """Add ``list`` and ``build`` to the shared parser (see cli.add_commands)."""
+    p_list = sub.add_parser("list", help="list the model specs in models/",
+                            description="List the model specs shipped in models/.")
+    p_list.set_defaults(func=cmd_list)
+
+    p_build = sub.add_parser(
+        "build", help="train, int8-quantize, verify on host TFLM, generate C sources, build firmware",
+        description="Run the model pipeline for a spec: train (cached), quantize to int8, verify float / "
+                    "TFLite / TFLM on the full test set, check the acceptance bars, generate C/C++ sources, "
+                    "then build the Zephyr app for --board and check its region budgets.")
+    p_build.add_argument("model", help="model name in models/ (e.g. mnist), a spec .yaml, or a model trained "
+                                       "elsewhere: .tflite (int8), .keras, .h5 or a SavedModel folder")
+    p_build.add_argument("--data-dir", metavar="DIR",
+                         help="local files of a built-in data set (MNIST IDX .gz, mnist.npz, cifar-10-batches-py/, "
+                              "...; default: $TINYML_DATA_DIR, then Keras' download cache); for a model file also an "
+                              "image folder or .npz, recognised by its contents")
+    files = p_build.add_argument_group("models trained elsewhere (a .tflite, .keras, .h5 or SavedModel argument)")
+    files.add_argument("--dataset", metavar="NAME|PATH",
+                       help="test (and, for Keras models, representative) data: mnist, fashion_mnist, cifar10, "
+                            "cifar100, an image folder (one subfolder per class) or an .npz; default: what --data-dir "
+                            "holds; none: the device is checked on seeded random inputs")
+    files.add_argument("--labels", metavar="FILE", help="labels.txt, one per line (default: the model's TFLite "
+                                                        "metadata, then the folder names, else numbers)")
+    files.add_argument("--input-scale", type=float, default=1 / 255, metavar="S",
+                       help="model input = pixel * S + OFFSET, as the model was trained (default: 1/255)")
+    files.add_argument("--input-offset", type=float, default=0.0, metavar="OFFSET", help="(default: 0)")
+    files.add_argument("--test-inputs", type=int, default=10, metavar="K",
+                       help="inputs embedded for the on-device check (default: 10)")
+    files.add_argument("--name", help="model name for generated symbols and folders (default: from the file name)")
+    p_build.add_argument("--work-dir", metavar="DIR",
+                         help="outputs and cache (default: ./build/tinyml/<model>)")
+    p_build.add_argument("--out", metavar="DIR",
+                         help="where to write the generated sources (default: the spec's codegen.output_dir)")
+    p_build.add_argument("--retrain", action="store_true", help="train again even if a cached model matches")
+    p_build.add_argument("--offline", action="store_true", help="never download data")
+    p_build.add_argument("--board", "-b", default=DEFAULT_BOARD,
+                         help=f"Zephyr board for the firmware build (default: {DEFAULT_BOARD})")
+    p_build.add_argument("--build-dir", "-d", metavar="DIR",
+                         help="firmware build folder (default: <work-dir>/<board>)")
+    p_build.add_argument("--run", action="store_true",
+                         help="run the firmware after building (QEMU boards); the smallest arena the device could "
+                              "allocate the model in is recorded and the app rebuilt with it (+1 %%)")
+    p_build.add_argument("--kernels", choices=tuple(KERNEL_CHOICES),
+                         help="TFLM kernels (default: CMSIS-NN on Cortex-M when the workspace has the cmsis-nn "
+                              "module, else the reference kernels; cmsis-nn-dsp: CMSIS-NN's DSP paths on a "
+                              "Cortex-M33 (mps2_an521, the extension turned on in QEMU) or the Cortex-M55 of "
+                              "mps3_an547, which measures their arena for DSP boards QEMU cannot run)")
+    p_build.add_argument("--no-firmware", action="store_true",
+                         help="stop after generating sources (no Zephyr needed)")
+    p_build.set_defaults(func=cmd_build)
+
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print the shipped model specs with their descriptions."""
+    table = Table(title="models", header_style="bold")
+    for column in ("name", "data set", "model", "epochs", "boards with budgets", "description"):
+        table.add_column(column)
+    for path in list_specs():
+        spec = load_spec(path)
+        if spec.gan is not None:
+            model = f"GAN: {len(spec.gan.generator)}-layer generator (deployed)"
+        else:
+            model = f"{len(spec.layers)} layers" if spec.layers else Path(spec.model_file or "").name
+        trains = bool(spec.layers) or spec.gan is not None
+        table.add_row(spec.name, spec.dataset, model, str(spec.epochs) if trains else "-",
+                      ", ".join(spec.budgets) or "-", spec.description)
+    Console().print(table)
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Train (or reuse), quantize, verify, generate sources; then build the firmware unless told not to."""
+    if is_model_path(args.model):
+        name = args.name
+        work = work_dir(name or name_from_path(Path(args.model)), args.work_dir)
+        spec = spec_for_model_file(
+            Path(args.model), name=name, dataset=args.dataset,
+            data_dir=Path(args.data_dir) if args.data_dir else None,
+            labels=read_labels_file(Path(args.labels)) if args.labels else (),
+            input_scale=args.input_scale, input_offset=args.input_offset, test_inputs=args.test_inputs,
+            output_dir=Path(args.out) if args.out else None, work_dir=work)
+    else:
+        for option in ("dataset", "labels", "name"):
+            if getattr(args, option):
+                raise TinymlError(f"--{option} is for a model file (.tflite, .keras, .h5, SavedModel); for a spec, "
+                                  f"set it in the spec's dataset section.")
+        spec = load_spec(resolve_spec_path(args.model))
+    console = Console()
+    options = BuildOptions(work_dir=work_dir(spec.name, args.work_dir),
+                           data_dir=Path(args.data_dir) if args.data_dir else None,
+                           out_dir=Path(args.out) if args.out else None, retrain=args.retrain,
+                           allow_download=not args.offline)
+    result = build_model(spec, options, RichUI())
+    console.print(summary_table(result))
+    changed = ", ".join(result.generated.changed) or "none (unchanged)"
+    console.print(f"generated sources in {result.generated.folder}; rewritten: {changed}")
+    if args.no_firmware:
+        return 0
+    firmware = FirmwareOptions(board=args.board, build_dir=Path(args.build_dir) if args.build_dir else None,
+                               kernels=args.kernels, run=args.run)
+    return build_step(result.spec, result.generated.folder, bool(result.generated.changed), result.work_dir,
+                      firmware, console)
+
+
