@@ -103,11 +103,9 @@ def pytest_terminal_summary(terminalreporter) -> None:
             terminalreporter.write_line(f"tier {tier}: ran {ran} tests" + (f", {skipped} skipped" if skipped else ""))
 
 
-def embedded_test_inputs(data_cc: str) -> list[bytes]:
-    """The test inputs a generated test_data.cc embeds, unpacked as the device unpacks them."""
+def embedded_test_packed(data_cc: str) -> list[bytes]:
+    """The test inputs a generated test_data.cc embeds, each still packed (kTestPacked, kTestPackedStart)."""
     import re
-
-    from zephyr_tinyml.model.codegen import unpack_bits
 
     body = data_cc[data_cc.index("kTestPacked[] = {"):]
     body = body[body.index("{") + 1:body.index("};")]
@@ -115,4 +113,11 @@ def embedded_test_inputs(data_cc: str) -> list[bytes]:
                    for x in line.split(",") if x.strip())
     starts = [int(x) for x in re.search(r"kTestPackedStart\[kNumTests \+ 1\] = \{([^}]*)\}", data_cc).group(1).split(",")]
     assert starts[-1] == len(packed)
-    return [unpack_bits(packed[a:b]) for a, b in zip(starts, starts[1:])]
+    return [packed[a:b] for a, b in zip(starts, starts[1:])]
+
+
+def embedded_test_inputs(data_cc: str) -> list[bytes]:
+    """The test inputs a generated test_data.cc embeds, unpacked as the device unpacks them."""
+    from zephyr_tinyml import packbits
+
+    return [packbits.unpack(chunk) for chunk in embedded_test_packed(data_cc)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from zephyr_tinyml import packbits
 from zephyr_tinyml.device import protocol as proto
 
 
@@ -34,16 +35,27 @@ def test_image_like_payload_is_packed() -> None:
 
 @pytest.mark.parametrize("data", [b"", b"a", b"aa", b"ab", b"a" * 300, bytes(range(256)) * 3,
                                   b"ab" + b"c" * 129 + b"de" * 70 + b"f"])
-def test_pack_bits_round_trip(data: bytes) -> None:
-    packed = proto.pack_bits(data)
-    assert proto.unpack_bits(packed, len(data)) == data
-    assert len(packed) <= len(data) + (len(data) + 127) // 128  # the firmware's buffer bound
+def test_packed_request_round_trip(data: bytes) -> None:
+    frame = proto.encode_request(1, data)
+    assert proto.decode_request(frame, len(data) or None) == (1, data)
+    if frame[:2] == proto.MAGIC_PACKED_REQUEST:
+        assert packbits.unpack(frame[proto.HEADER.size:-proto.CRC.size], len(data)) == data
+    assert len(frame) - proto.HEADER.size - proto.CRC.size <= packbits.bound(len(data))  # the firmware's buffer
+
+
+def _packed_frame(seq: int, payload: bytes) -> bytes:
+    frame = proto.HEADER.pack(proto.MAGIC_PACKED_REQUEST, seq, len(payload)) + payload
+    return frame + proto.CRC.pack(proto.crc16(frame))
 
 
 def test_bad_packing_is_bad_size() -> None:
-    for damaged in (b"\x05ab", b"\xfe", proto.pack_bits(b"a" * 10)):
+    for damaged in (b"\x05ab", b"\xfe", packbits.pack(b"a" * 10), packbits.pack(b"a" * 12)):
         with pytest.raises(proto.FrameError, match="bad-size"):
-            proto.unpack_bits(damaged, 11)
+            proto.decode_request(_packed_frame(3, damaged), 11)
+    # Without a size: at most 65,535 bytes, the length field's limit.
+    with pytest.raises(proto.FrameError, match="bad-size"):
+        proto.decode_request(_packed_frame(3, b"\x81\x00" * 513))
+    assert proto.decode_request(_packed_frame(3, b"\x81\x00" * 511)) == (3, bytes(128 * 511))
 
 
 def test_info_request_is_empty() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, packbits
 from ..errors import ModelError
 from ..fileio import sha256_bytes, write_if_changed
 from .spec import Spec
@@ -355,54 +355,6 @@ inline TfLiteStatus RegisterOps(OpResolver& resolver) {{
 """
 
 
-def pack_bits(data: bytes) -> bytes:
-    """PackBits-style run-length coding of the embedded test inputs (decoder: FillInput() in self_test.cpp).
-
-    A header byte h < 128 is followed by h + 1 literal bytes; h >= 128 by one byte that repeats
-    h - 125 times (3 to 130). Why: test images are mostly background (MNIST's 784 pixels have about
-    600 zeros), so ten of them take about a quarter of the flash packed, and the decoder is ten lines.
-    """
-    out = bytearray()
-    literals = bytearray()
-
-    def flush() -> None:
-        for start in range(0, len(literals), 128):
-            chunk = literals[start:start + 128]
-            out.append(len(chunk) - 1)
-            out.extend(chunk)
-        literals.clear()
-
-    i = 0
-    while i < len(data):
-        run = 1
-        while i + run < len(data) and data[i + run] == data[i] and run < 130:
-            run += 1
-        if run >= 3:
-            flush()
-            out.extend((run + 125, data[i]))
-            i += run
-        else:
-            literals.extend(data[i:i + run])
-            i += run
-    flush()
-    return bytes(out)
-
-
-def unpack_bits(packed: bytes) -> bytes:
-    """The inverse of :func:`pack_bits` (what the device's FillInput() does)."""
-    out = bytearray()
-    i = 0
-    while i < len(packed):
-        header = packed[i]
-        if header < 128:
-            out.extend(packed[i + 1:i + 2 + header])
-            i += 2 + header
-        else:
-            out.extend(packed[i + 1:i + 2] * (header - 125))
-            i += 2
-    return bytes(out)
-
-
 def _test_data_h(stamp: str, tests: TestVectors) -> str:
     pixels = tests.pixels is not None
     classifier = tests.labels is not None
@@ -411,7 +363,8 @@ def _test_data_h(stamp: str, tests: TestVectors) -> str:
             if pixels else "the model's int8 inputs, as they go into the input tensor")
     declarations.append(f"// The test inputs: {what}, PackBits-compressed one after\n"
                         "// the other; input n is kTestPacked[kTestPackedStart[n] .. kTestPackedStart[n + 1]).\n"
-                        "// FillInput() (zephyr-tinyml's self_test.cpp) expands one.\n"
+                        "// FillInput() (zephyr-tinyml's self_test.cpp) expands one with tinyml::UnpackBits()\n"
+                        "// (tinyml/packbits.h), the decoder of the evaluation protocol's packed frames too.\n"
                         "extern const uint8_t kTestPacked[];\n"
                         "extern const uint32_t kTestPackedStart[kNumTests + 1];")
     declarations.append("// Host TFLM's int8 output for each input: the device must give exactly these bytes.\n"
@@ -459,7 +412,9 @@ def _test_data_cc(stamp: str, tests: TestVectors, names: tuple[str, ...]) -> str
         return f"test {n}"
 
     raw = tests.pixels if tests.pixels is not None else tests.inputs
-    packed = [pack_bits(np.ascontiguousarray(raw[n]).astype(np.uint8, copy=False).tobytes()) for n in range(count)]
+    # PackBits, the codec of the evaluation protocol's frames too (zephyr_tinyml.packbits says why one):
+    # test images are mostly background, so ten of them take about a quarter of the flash packed.
+    packed = [packbits.pack(np.ascontiguousarray(raw[n]).astype(np.uint8, copy=False).tobytes()) for n in range(count)]
     starts = [0]
     for chunk in packed:
         starts.append(starts[-1] + len(chunk))

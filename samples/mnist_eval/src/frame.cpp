@@ -4,6 +4,8 @@
 
 #include "frame.h"
 
+#include "tinyml/packbits.h"
+
 namespace evalproto {
 
 uint16_t Crc16(const uint8_t* data, size_t size, uint16_t crc)
@@ -29,30 +31,7 @@ size_t ToHex(const uint8_t* data, size_t size, char* out)
 
 bool Unpack(const uint8_t* in, size_t size, int8_t* out, size_t out_size)
 {
-	size_t i = 0;
-	size_t o = 0;
-	while (i < size) {
-		const uint8_t header = in[i++];
-		if (header < 128) {
-			const size_t count = header + 1u;
-			if (i + count > size || o + count > out_size) {
-				return false;
-			}
-			for (size_t k = 0; k < count; k++) {
-				out[o++] = (int8_t)in[i++];
-			}
-		} else if (header > 128) {
-			const size_t count = 257u - header;
-			if (i >= size || o + count > out_size) {
-				return false;
-			}
-			for (size_t k = 0; k < count; k++) {
-				out[o++] = (int8_t)in[i];
-			}
-			i++;
-		}
-	}
-	return o == out_size;
+	return tinyml::UnpackBits(in, size, reinterpret_cast<uint8_t*>(out), out_size);
 }
 
 namespace {

@@ -54,10 +54,11 @@ enum class Error : uint8_t {
 };
 
 /*
- * PackBits (as in TIFF): a header byte h < 128 is followed by h + 1 literal
- * bytes; h > 128 by one byte repeated 257 - h times; 128 is skipped. Test
- * images are mostly background, so frames shrink about 3.5 times, and with
- * them the time the UART takes. True when `in` unpacks to exactly `out_size`.
+ * A TP payload unpacked into the input tensor: tinyml::UnpackBits()
+ * (tinyml/packbits.h, PackBits as in TIFF), the decoder of the self test's
+ * embedded inputs too. Test images are mostly background, so frames shrink
+ * about 3.5 times, and with them the time the UART takes. True when `in`
+ * unpacks to exactly `out_size` bytes.
  */
 bool Unpack(const uint8_t* in, size_t size, int8_t* out, size_t out_size);
 

@@ -8,12 +8,11 @@
  * twister's harness (sample.yaml) and `west tinyml build --run` read.
  */
 
-#include <cstring>
-
 #include <zephyr/kernel.h>
 #include <zephyr/sys/printk.h>
 
 #include "test_data.h"
+#include "tinyml/packbits.h"
 #include "tinyml/runtime.h"
 
 namespace tinyml {
@@ -59,35 +58,22 @@ uint32_t CalibrationCycles()
 #endif
 
 /*
- * Test input n into the input tensor: PackBits-expanded (a header byte h < 128
- * is followed by h + 1 literal bytes, h >= 128 by one byte repeated h - 125
- * times; codegen.pack_bits() wrote it), then, for pixels, quantized in place
- * exactly as the host quantized them. False if the data is damaged.
+ * Test input n into the input tensor: unpacked with tinyml::UnpackBits()
+ * (PackBits, as the evaluation protocol's TP frames; python/zephyr_tinyml/
+ * packbits.py packed it), then, for pixels, quantized in place exactly as the
+ * host quantized them. False if the data is damaged.
  */
 bool FillInput(int n, int8_t* input)
 {
-	const uint8_t* in = kTestPacked + kTestPackedStart[n];
-	const uint8_t* const end = kTestPacked + kTestPackedStart[n + 1];
+	const uint32_t start = kTestPackedStart[n];
 	uint8_t* out = reinterpret_cast<uint8_t*>(input);
-	size_t filled = 0;
-	while (in < end) {
-		const unsigned header = *in++;
-		const size_t count = header < 128 ? header + 1 : header - 125;
-		if (filled + count > (size_t)kInputSize || (header < 128 ? in + count : in + 1) > end) {
-			return false;
-		}
-		if (header < 128) {
-			memcpy(out + filled, in, count);
-			in += count;
-		} else {
-			memset(out + filled, *in++, count);
-		}
-		filled += count;
+	if (!UnpackBits(kTestPacked + start, kTestPackedStart[n + 1] - start, out, (size_t)kInputSize)) {
+		return false;
 	}
 #if TINYML_TEST_PIXELS
 	QuantizeImage(out, input); /* element by element: in place is safe */
 #endif
-	return filled == (size_t)kInputSize;
+	return true;
 }
 
 }  // namespace
