@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 #
-# Include before find_package(Zephyr): what the samples need from QEMU on two
-# boards (Zephyr's `run` target, twister's QEMU handler and `west tinyml eval`
+# Include before find_package(Zephyr) (app.cmake does): what the samples need from QEMU
+# on two boards (Zephyr's `run` target, twister's QEMU handler and `west tinyml eval`
 # all start QEMU through that target, so all of them get it).
 #
 # mps2_an521 (QEMU_EXTRA_FLAGS): QEMU models Arm's AN521 as the FPGA image has it, CPU0 (where
@@ -12,10 +12,10 @@
 # DSP instructions (Zephyr's default, the reference kernels, CMSIS-NN's C
 # paths) run exactly as without it (checked with QEMU 7.2, Debian 12's).
 
-set(_tinyml_board "${BOARD}")
-if(NOT _tinyml_board)
-  set(_tinyml_board "$ENV{BOARD}")
-endif()
+# The board under its Zephyr 3.4 name, whichever name the build uses (mps2_an521 on 3.4,
+# mps2/an521/cpu0 on 3.7+; before or after find_package: boards.cmake).
+include(${CMAKE_CURRENT_LIST_DIR}/boards.cmake)
+tinyml_board_key(_tinyml_board)
 if(_tinyml_board STREQUAL "mps2_an521")
   list(APPEND QEMU_EXTRA_FLAGS -global sse-200.CPU0_DSP=on)
 endif()

@@ -40,9 +40,27 @@ if(_tinyml_variant STREQUAL "gnuarmemb" AND NOT DEFINED TOOLCHAIN_KCONFIG_DIR)
   if(TINYML_TOOLCHAIN_PICOLIBC_SPECS)
     # A user's -DTOOLCHAIN_HAS_PICOLIBC=OFF wins over the probe.
     set(TOOLCHAIN_HAS_PICOLIBC ON CACHE BOOL "True if toolchain supports picolibc")
-    if(TOOLCHAIN_HAS_PICOLIBC)
+    # Whether this Zephyr still keeps C++ away from a toolchain's picolibc (lib/libc/Kconfig's
+    # `depends on !(CPP && ("$(TOOLCHAIN_HAS_PICOLIBC)" = "y"))`, as in Zephyr 3.4): only then is
+    # the toolchain Kconfig below needed. Read from the tree itself, not from its version number;
+    # when the tree cannot be read, the Kconfig is used (it keeps Zephyr's own gnuarmemb Kconfig).
+    set(_tinyml_base "${ZEPHYR_BASE}")
+    if(NOT _tinyml_base)
+      set(_tinyml_base "$ENV{ZEPHYR_BASE}")
+    endif()
+    set(_tinyml_cpp_excluded TRUE)
+    if(EXISTS "${_tinyml_base}/lib/libc/Kconfig")
+      file(STRINGS "${_tinyml_base}/lib/libc/Kconfig" _tinyml_exclusion REGEX "CPP && .*TOOLCHAIN_HAS_PICOLIBC")
+      if(NOT _tinyml_exclusion)
+        set(_tinyml_cpp_excluded FALSE)
+      endif()
+    endif()
+    if(TOOLCHAIN_HAS_PICOLIBC AND _tinyml_cpp_excluded)
       set(TOOLCHAIN_KCONFIG_DIR "${CMAKE_CURRENT_LIST_DIR}/gnuarmemb")
       message(STATUS "zephyr-tinyml: gnuarmemb toolchain with picolibc (${TINYML_TOOLCHAIN_PICOLIBC_SPECS})")
+    elseif(TOOLCHAIN_HAS_PICOLIBC)
+      message(STATUS "zephyr-tinyml: gnuarmemb toolchain with picolibc (${TINYML_TOOLCHAIN_PICOLIBC_SPECS}), "
+                     "which this Zephyr offers to C++ itself")
     endif()
   endif()
 endif()

@@ -21,6 +21,7 @@ from ..layout import SAMPLE_APP
 from ..model.arena import device_arena_size, record_device_arena
 from ..model.op_trace import describe, trace_difference
 from ..model.spec import Spec
+from .boards import canonical, for_board, same_board, target_for
 from .build_folder import build_config, cached
 from .fit import check_fit
 from .qemu import run_until_end
@@ -43,8 +44,10 @@ def build_app(app_dir: Path, board: str, build_dir: Path, generated_dir: Path,
               extra_cmake_args: tuple[str, ...] = ()) -> Path:
     """Configure (if needed) and build ``app_dir`` for ``board``; returns ``zephyr/zephyr.elf``.
 
-    ``pristine`` removes ``build_dir`` first; otherwise an existing build folder for another
-    board or app is an error rather than a silent mix of two configurations.
+    ``board`` may be given under either naming (``mps2_an521`` or ``mps2/an521/cpu0``); CMake gets
+    the one the Zephyr found uses (:func:`.boards.target_for`). ``pristine`` removes ``build_dir``
+    first; otherwise an existing build folder for another board or app is an error rather than a
+    silent mix of two configurations.
     """
     zephyr = zephyr or require_zephyr()
     app_dir, build_dir, generated_dir = (Path(p).resolve() for p in (app_dir, build_dir, generated_dir))
@@ -53,10 +56,13 @@ def build_app(app_dir: Path, board: str, build_dir: Path, generated_dir: Path,
     if pristine and build_dir.exists():
         shutil.rmtree(build_dir)
     _check_build_dir(build_dir, app_dir, board)
+    # A configured folder keeps the name it was configured with (another spelling of the same
+    # board would only make Zephyr warn that the board changed).
+    board_arg = _cached_board(build_dir) or target_for(board, zephyr.version, zephyr.base)
 
     env = zephyr.env()
     configure = ["cmake", "-G", "Ninja", "-S", str(app_dir), "-B", str(build_dir),
-                 f"-DBOARD={board}", f"-DTINYML_MODEL_DIR={generated_dir}",
+                 f"-DBOARD={board_arg}", f"-DTINYML_MODEL_DIR={generated_dir}",
                  f"-DPython3_EXECUTABLE={sys.executable}", *extra_cmake_args]
     if extra_cmake_args or cached(build_dir, "TINYML_MODEL_DIR") != str(generated_dir):
         _run(configure, env, "configure")
@@ -109,7 +115,7 @@ def build_step(spec: Spec, generated_folder: Path, generated_changed: bool, work
     and the app rebuilt (only the files that include it) and run again, so the image that passed is
     the one with the exact arena.
     """
-    board = options.board
+    board = canonical(options.board)   # mps2/an521/cpu0 is filed (folder, budget, arena) as mps2_an521
     folder = Path(generated_folder)
     build_dir = Path(options.build_dir) if options.build_dir else Path(work_dir) / board
     app_dir = Path(spec.app_dir) if spec.app_dir else SAMPLE_APP
@@ -134,7 +140,7 @@ def build_step(spec: Spec, generated_folder: Path, generated_changed: bool, work
                           f"{board} ({summary.get('kernels', '?')} kernels; {summary.get('arena_used', 0):,} in use "
                           f"afterwards): {summary['arena_size'] / needed:.3f} x the need")
     report = region_report(elf, build_dir / "zephyr" / "zephyr.map", model_dir=folder)
-    budget = spec.budgets.get(board)
+    budget = for_board(spec.budgets, board)
     console.print(to_table(report, f"{spec.name} on {board}", budget))
     if budget is None:
         console.print(f"no budget for {board} in {spec.path}")
@@ -207,7 +213,7 @@ def run_measuring_arena(app_dir: Path, board: str, build_dir: Path, folder: Path
     kernels, used, needed = summary.get("kernels"), summary.get("arena_used"), summary.get("arena_needed")
     if not (isinstance(kernels, str) and isinstance(used, int) and isinstance(needed, int) and needed):
         return output, summary      # an app without the arena probe: nothing to record
-    if record_device_arena(folder, kernels, needed, used, board):
+    if record_device_arena(folder, kernels, needed, used, canonical(board)):
         if console is not None:
             console.print(f"arena: on {board} with the {kernels} kernels AllocateTensors() needs {needed:,} bytes "
                           f"({used:,} used afterwards); model_arena.h now allocates {device_arena_size(needed):,} "
@@ -218,12 +224,18 @@ def run_measuring_arena(app_dir: Path, board: str, build_dir: Path, folder: Path
     return output, summary
 
 
+def _cached_board(build_dir: Path) -> str | None:
+    """The board a configured build folder was configured for, as it was given (None if none)."""
+    return cached(build_dir, "CACHED_BOARD") or cached(build_dir, "BOARD")
+
+
 def _check_build_dir(build_dir: Path, app_dir: Path, board: str) -> None:
     source = cached(build_dir, "CMAKE_HOME_DIRECTORY")
-    cached_board = cached(build_dir, "CACHED_BOARD") or cached(build_dir, "BOARD")
+    cached_board = _cached_board(build_dir)
     if source and Path(source).resolve() != app_dir:
         raise FirmwareError(f"{build_dir} holds a build of {source}; use another folder or pristine")
-    if cached_board and cached_board.split("/")[0] != board:
+    # Either naming: a folder configured for mps2/an521/cpu0 serves mps2_an521 (firmware/boards.py).
+    if cached_board and not same_board(cached_board, board):
         raise FirmwareError(f"{build_dir} holds a build for {cached_board}; use another folder or pristine")
 
 

@@ -24,6 +24,8 @@ from typing import Any, Iterable, Mapping
 from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 
+from .boards import canonical, for_board
+
 ARENA_SYMBOL = "tensor_arena"
 # TFLM's naming (g_<name>_model_data), used when no generated folder says which symbol is the model.
 MODEL_SYMBOL_RE = re.compile(r"^g_\w+_model_data$")
@@ -458,21 +460,24 @@ def main(argv: list[str] | None = None) -> int:
     else:
         budgets = model_budgets(args.model_dir) if args.model_dir else {}
     source = args.spec or (args.model_dir / "tinyml_model.json" if args.model_dir else None)
-    board = (args.board or "").split("/")[0]
-    print(to_markdown(report, budgets.get(board)), end="")
+    # The build passes its whole board target (mps2/an521/cpu0 on Zephyr 3.7+); budgets are keyed
+    # by either name, and the messages use the key (mps2_an521).
+    board = canonical(args.board or "")
+    budget = for_board(budgets, args.board) if args.board else None
+    print(to_markdown(report, budget), end="")
     if args.json:
-        args.json.write_text(to_json(report, budgets.get(board)))
+        args.json.write_text(to_json(report, budget))
     if not (source and args.board):
         return 0
-    if board not in budgets:
+    if budget is None:
         print(f"budget: none for {board} in {source}; not checked")
         return 0
-    problems = check_budget(report, budgets[board])
+    problems = check_budget(report, budget)
     for problem in problems:
         print(f"BUDGET EXCEEDED ({board}): {problem}")
     if not problems:
-        print(f"budget OK ({board}): flash {report.flash:,} <= {budgets[board]['flash']:,} B, "
-              f"RAM {report.ram:,} <= {budgets[board]['ram']:,} B")
+        print(f"budget OK ({board}): flash {report.flash:,} <= {budget['flash']:,} B, "
+              f"RAM {report.ram:,} <= {budget['ram']:,} B")
     return 1 if problems else 0
 
 

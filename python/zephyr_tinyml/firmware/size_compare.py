@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TinymlError
+from .boards import canonical
 from .build_folder import cmake_cache
 from .pr_comment import MARKER
 from .size import SizeReport, budget_limit
@@ -173,9 +174,13 @@ class Comparison:
 
 
 def compare(base: dict[str, Any], head: dict[str, Any]) -> Comparison:
-    """Pair the builds of two reports by (model, board); largest change first."""
+    """Pair the builds of two reports by (model, board); largest change first.
+
+    A board is paired under its key (``mps2/an521/cpu0`` with ``mps2_an521``: firmware/boards.py), so a
+    base built with Zephyr 3.4's names compares with a head built with 3.7's.
+    """
     def index(report: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
-        return {(b["model"], b["board"]): b for b in report.get("builds", [])}
+        return {(b["model"], canonical(b["board"])): b for b in report.get("builds", [])}
 
     base_builds, head_builds = index(base), index(head)
     deltas = []
