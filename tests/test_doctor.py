@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from conftest import ROOT
-from zephyr_tinyml.doctor import Check, failures, interpreter_checks, python_checks
+from zephyr_tinyml.doctor import Check, failures, interpreter_checks, python_checks, zephyr_support
 
 
 def _doctor(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -53,3 +53,15 @@ def test_every_command_is_registered():
                          env={**os.environ, "PYTHONPATH": str(ROOT / "python")}, timeout=60)
     for command in ("list", "build", "doctor", "size", "eval"):
         assert command in out.stdout, out.stdout
+
+
+def test_zephyr_support_names_the_boards_of_the_release_found():
+    """The names a user types on the Zephyr doctor found (recorded board facts: tests/test_boards.py)."""
+    old = zephyr_support("3.4.99")
+    assert old.ok and "mps2_an521," in old.detail and "mps2/an521" not in old.detail
+    lts = zephyr_support("3.7.2")
+    assert lts.ok and "mps2_an521 = mps2/an521/cpu0" in lts.detail and "mps3_an547 = mps3/an547" in lts.detail
+    new = zephyr_support("4.4.2")
+    assert new.ok and "mps3_an547 = mps3/corstone300/an547" in new.detail and "qemu_cortex_m3," in new.detail
+    too_old = zephyr_support("2.7.6")
+    assert not too_old.ok and "older than 3.4" in too_old.detail

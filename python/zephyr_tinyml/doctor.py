@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .firmware.boards import BOARDS, parse_version, target_for
 from .firmware.zephyr_env import ZephyrEnv, find_zephyr, workspace_modules
 from .model.tflite_model import tf_lite_interpreter
 
@@ -128,7 +129,8 @@ def zephyr_checks(start: Path | None = None) -> tuple[list[Check], ZephyrEnv | N
         return [Check("firmware", "Zephyr", False, how,
                       "west init -l zephyr-tinyml && west update  (in the folder holding this checkout), "
                       "or set ZEPHYR_BASE")], None
-    checks = [Check("firmware", "Zephyr", True, f"{env.version} at {env.base} ({how})")]
+    checks = [Check("firmware", "Zephyr", True, f"{env.version} at {env.base} ({how})"),
+              zephyr_support(env.version, env.base)]
     found = workspace_modules(env)
     for name in MODULES:
         # A module.yml without ``name:`` is named after its folder: west's hal_stm32 lives in hal/stm32.
@@ -139,6 +141,26 @@ def zephyr_checks(start: Path | None = None) -> tuple[list[Check], ZephyrEnv | N
         checks.append(Check("firmware", f"module {name}", path is not None, str(path) if path else "not found",
                             "" if path else "west update  (west.yml lists it)", required=required))
     return checks, env
+
+
+# Run here: 3.4.99 (kernel, modules, samples, twister). Read upstream, not run: 3.7 and 4.x's board
+# files, module glue and pinned module revisions (docs/zephyr.md, "Zephyr releases").
+OLDEST_SUPPORTED = (3, 4, 0)
+NEWEST_CHECKED = (4, 4, 99)
+
+
+def zephyr_support(version: str, base: Path | None = None) -> Check:
+    """Whether this project supports the Zephyr found, and the names our boards have there."""
+    found = parse_version(version)
+    boards = ", ".join(f"{key} = {target_for(key, version, base)}" if target_for(key, version, base) != key else key
+                       for key in BOARDS)
+    if found < OLDEST_SUPPORTED:
+        return Check("firmware", "Zephyr support", False, f"{version} is older than 3.4, which this project "
+                     f"needs", "use the release west.yml pins (west update), 3.7 LTS")
+    if found > NEWEST_CHECKED:
+        return Check("firmware", "Zephyr support", True, f"{version} is newer than the releases this project was "
+                     f"checked against (3.4 to 4.4); board names here: {boards}", required=False)
+    return Check("firmware", "Zephyr support", True, f"supported; board names here: {boards}")
 
 
 def toolchain_checks(env: ZephyrEnv | None) -> list[Check]:
