@@ -64,7 +64,7 @@ def reference(mnist):
     spec = load_spec(REPO / "models" / "mnist.yaml")
     inputs = quantize_input(mnist.x_test[:40], spec, inspect_model(model))
     return {"model": model, "inputs": inputs.reshape(40, -1), "labels": mnist.y_test[:40],
-            "tflm": run_tflm(model, inputs), "labels_text": spec.labels}
+            "tflm": run_tflm(model, inputs), "labels_text": spec.dataset.labels}
 
 
 @pytest.fixture()

@@ -18,7 +18,8 @@ import yaml
 from conftest import ROOT, embedded_test_inputs
 from zephyr_tinyml.errors import AcceptanceError, SpecError
 from zephyr_tinyml.model.pipeline import BuildOptions, build_model
-from zephyr_tinyml.model.spec import check_layers, load_spec
+from zephyr_tinyml.model.keras_stack import check_layers
+from zephyr_tinyml.model.spec import load_spec
 from zephyr_tinyml.ui import SilentUI
 
 DCGAN = ROOT / "models" / "dcgan.yaml"
@@ -41,7 +42,7 @@ def write(folder: Path, data: dict, name: str = "gan.yaml") -> Path:
 
 def test_shipped_dcgan_spec_is_a_gan() -> None:
     spec = load_spec(DCGAN)
-    assert spec.gan is not None and spec.gan.latent_dim == 32 and not spec.layers
+    assert spec.model.gan is not None and spec.model.gan.latent_dim == 32 and not spec.model.layers
     check_layers(spec)  # generator makes 28x28x1, discriminator ends in one logit
 
 
@@ -154,8 +155,8 @@ def test_missed_bar_names_it_and_generates_nothing(gan_build, tmp_path: Path) ->
     from dataclasses import replace
 
     result, options = gan_build
-    strict = replace(result.spec, gan=replace(result.spec.gan, min_confident_percent=100.0),
-                     output_dir=tmp_path / "generated")
+    strict = replace(result.spec, acceptance=replace(result.spec.acceptance, min_confident_percent=100.0),
+                     codegen=replace(result.spec.codegen, output_dir=tmp_path / "generated"))
     with pytest.raises(AcceptanceError, match=r"below acceptance.min_confident_percent 100 %") as caught:
         build_model(strict, options, SilentUI())
     assert "Float generator:" in str(caught.value)

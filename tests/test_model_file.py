@@ -45,7 +45,7 @@ def test_int8_tflite_without_data_gets_random_test_inputs(tmp_path: Path):
     """TFLM's hello_world (a regression model): no data, so seeded random inputs and host TFLM's outputs."""
     path = _foreign("hello_world_int8.tflite")
     spec = spec_for_model_file(path, output_dir=tmp_path / "gen", work_dir=tmp_path / "work")
-    assert spec.name == "hello_world_int8" and not spec.has_data
+    assert spec.name == "hello_world_int8" and not spec.dataset.has_data
     result = build_model(spec, BuildOptions(work_dir=tmp_path / "work"), SilentUI())
     assert result.verification.tflm_accuracy is None and result.verification.images == 10
     assert result.params == 16 + 16 + 16 * 16 + 16 + 16 + 1               # 1-16-16-1 dense: weights and biases
@@ -157,6 +157,6 @@ def test_saved_model_folder(short_build, tmp_path: Path, mnist_dir: Path):
     spec = spec_for_model_file(tmp_path / "exported", data_dir=mnist_dir, output_dir=tmp_path / "gen")
     result = build_model(spec, BuildOptions(work_dir=tmp_path / "work", data_dir=mnist_dir, allow_download=False),
                          SilentUI())
-    assert result.spec.name == "exported" and result.spec.input_shape == (28, 28, 1)
+    assert result.spec.name == "exported" and result.spec.dataset.input_shape == (28, 28, 1)
     assert abs(result.verification.tflm_accuracy - trained.verification.tflm_accuracy) < 0.3
     assert result.verification.ref_unexplained_mismatches == 0

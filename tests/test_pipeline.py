@@ -230,7 +230,7 @@ def test_spec_trains_on_an_image_folder(tmp_path: Path, mnist):
                        "normalization": data["dataset"]["normalization"]}
     spec = load_spec(write_spec(tmp_path, data))
     result = build_model(spec, BuildOptions(work_dir=tmp_path / "work", out_dir=tmp_path / "gen"), SilentUI())
-    assert result.spec.labels == tuple(sorted(names))               # class names from the folders
+    assert result.spec.dataset.labels == tuple(sorted(names))               # class names from the folders
     assert result.verification.images == 240 and result.verification.tflm_accuracy >= 70.0
     assert result.info.input.shape == (1, 32, 32, 3)
     settings = (tmp_path / "gen" / "model_settings.h").read_text()

@@ -9,12 +9,13 @@ import yaml
 
 from conftest import spec_dict, write_spec
 from zephyr_tinyml.errors import SpecError
-from zephyr_tinyml.model.spec import build_keras_model, check_layers, load_spec, resolve_spec_path
+from zephyr_tinyml.model.keras_stack import build_keras_model, check_layers
+from zephyr_tinyml.model.spec import load_spec, resolve_spec_path
 
 
 def test_shipped_mnist_spec_is_the_reference_network():
     spec = load_spec(resolve_spec_path("mnist"))
-    assert spec.name == "mnist" and spec.input_shape == (28, 28, 1) and len(spec.labels) == 10
+    assert spec.name == "mnist" and spec.dataset.input_shape == (28, 28, 1) and len(spec.dataset.labels) == 10
     model = build_keras_model(spec)
     assert model.count_params() == 10_930          # the reference design's count
     assert model.count_params() * 4 == 43_720      # 42.7 KiB as float32
@@ -114,7 +115,7 @@ def test_zoo_specs_are_the_published_networks():
 
     for name, shape in (("mnist_dscnn", (28, 28, 1)), ("cifar10_dscnn", (32, 32, 3))):
         spec = load_spec(resolve_spec_path(name))
-        assert spec.input_shape == shape and set(spec.budgets) == {"qemu_cortex_m3", "nucleo_f446re"}
+        assert spec.dataset.input_shape == shape and set(spec.budgets) == {"qemu_cortex_m3", "nucleo_f446re"}
         model = build_keras_model(spec)
         kinds = [type(layer).__name__ for layer in model.layers]
         assert kinds.count("DepthwiseConv2D") == 4 and kinds.count("BatchNormalization") == 9
@@ -128,8 +129,8 @@ def test_spec_with_a_model_file_and_a_folder(tmp_path: Path):
     path = tmp_path / "mine.yaml"
     path.write_text("name: mine\nmodel: {file: m.tflite}\ndataset: {path: images, test_split: 0.1}\n")
     spec = load_spec(path)
-    assert spec.model_file == tmp_path / "m.tflite" and spec.data_source().path == tmp_path / "images"
-    assert spec.data_source().test_split == 0.1 and spec.has_data
+    assert spec.model.file == tmp_path / "m.tflite" and spec.data_source().path == tmp_path / "images"
+    assert spec.data_source().test_split == 0.1 and spec.dataset.has_data
 
 
 @pytest.mark.parametrize("text, says", [
@@ -143,3 +144,29 @@ def test_model_file_spec_errors(tmp_path: Path, text: str, says: str):
     with pytest.raises(SpecError, match=says) as info:
         load_spec(path)
     assert "bad.yaml:" in str(info.value)
+
+
+def test_defaults_are_the_schemas_for_spec_files_and_model_files(tmp_path: Path):
+    """A key left out takes the one default the schema states, whether a YAML spec or a model file
+    given on the command line made the spec; a nested map (augmentation) is filled in too."""
+    from zephyr_tinyml.model.model_file import spec_for_model_file
+    from zephyr_tinyml.model.spec import SCHEMA
+
+    data = spec_dict()
+    data.pop("codegen", None)
+    data["training"].pop("augmentation", None)
+    data["training"].pop("validation_split", None)
+    written = load_spec(write_spec(tmp_path, data))
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"")
+    given = spec_for_model_file(model, output_dir=tmp_path / "out")
+    codegen = SCHEMA["codegen"].children
+    for spec in (written, given):
+        assert spec.codegen.arena_margin_percent == codegen["arena_margin_percent"].default == 5.0
+        assert spec.codegen.arena_alignment == codegen["arena_alignment"].default == 16
+        assert spec.acceptance.min_confident_percent is None and spec.quality is None
+    assert given.quantization.representative_samples == 500
+    assert (written.training.shift_pixels, written.training.zoom, written.training.validation_split) == (0, 0.0, 0.0)
+    assert written.codegen.test_images == given.codegen.test_images == 10
+    assert (given.training.epochs, given.training.lr_schedule, given.dataset.has_data) == (0, None, False)
+    assert given.dataset.norm_scale == 1 / 255 and given.codegen.output_dir == tmp_path / "out"

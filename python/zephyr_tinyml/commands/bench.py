@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ..device.bench import DEFAULT_BOARDS, DEFAULT_KERNELS, all_correct, bench, render
+from ..firmware.boards import canonical
 from ..firmware.op_profile import render_ops
 from ..layout import REPOSITORY
 from ..model.spec import load_spec, resolve_spec_path
@@ -47,7 +48,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     specs = [load_spec(resolve_spec_path(model)) for model in args.models]
-    rows, facts = bench(specs, [b for b in args.boards.split(",") if b], [k for k in args.kernels.split(",") if k],
+    rows, facts = bench(specs, list(dict.fromkeys(canonical(b) for b in args.boards.split(",") if b)), [k for k in args.kernels.split(",") if k],
                         Path(args.build_root), args.eval, Path(args.data_dir) if args.data_dir else None, console)
     text = render(rows, args.format)
     if args.ops and args.format != "json":

@@ -79,12 +79,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         table.add_column(column)
     for path in list_specs():
         spec = load_spec(path)
-        if spec.gan is not None:
-            model = f"GAN: {len(spec.gan.generator)}-layer generator (deployed)"
+        if spec.model.gan is not None:
+            model = f"GAN: {len(spec.model.gan.generator)}-layer generator (deployed)"
         else:
-            model = f"{len(spec.layers)} layers" if spec.layers else Path(spec.model_file or "").name
-        trains = bool(spec.layers) or spec.gan is not None
-        table.add_row(spec.name, spec.dataset, model, str(spec.epochs) if trains else "-",
+            model = f"{len(spec.model.layers)} layers" if spec.model.layers else Path(spec.model.file or "").name
+        trains = bool(spec.model.layers) or spec.model.gan is not None
+        table.add_row(spec.name, spec.dataset.display, model, str(spec.training.epochs) if trains else "-",
                       ", ".join(spec.budgets) or "-", spec.description)
     Console().print(table)
     return 0

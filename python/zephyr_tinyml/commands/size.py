@@ -21,6 +21,7 @@ from typing import Any
 from rich.console import Console
 
 from ..errors import TinymlError
+from ..firmware.boards import canonical, for_board
 from ..firmware.build import build_app
 from ..firmware.size import check_budget, region_report, to_markdown, to_table
 from ..firmware.size_compare import (accepted_reason, build_entry, compare, comparison_json, load_report,
@@ -43,15 +44,16 @@ def measure(models: list[str], boards: list[str], given_work_dir: str | None, co
         work = work_dir(spec.name, given_work_dir)
         if given_work_dir and len(models) > 1:
             work /= spec.name
-        app = Path(spec.app_dir) if spec.app_dir else SAMPLE_APP
-        for board in boards:
+        app = Path(spec.codegen.app_dir) if spec.codegen.app_dir else SAMPLE_APP
+        # Either name of a board (mps2/an521/cpu0, mps2_an521) is one build, filed under its key.
+        for board in dict.fromkeys(canonical(b) for b in boards):
             build_dir = work / board
             elf = build_dir / "zephyr" / "zephyr.elf"
             if not elf.is_file():
                 console.print(f"no firmware for {board} in {build_dir}; building it", style="dim")
-                elf = build_app(app, board, build_dir, spec.output_dir)
-            report = region_report(elf, build_dir / "zephyr" / "zephyr.map", model_dir=spec.output_dir)
-            budget = spec.budgets.get(board)
+                elf = build_app(app, board, build_dir, spec.codegen.output_dir)
+            report = region_report(elf, build_dir / "zephyr" / "zephyr.map", model_dir=spec.codegen.output_dir)
+            budget = for_board(spec.budgets, board)
             problems = check_budget(report, budget) if budget else []
             builds.append(build_entry(report, spec.name, _relative(app), board, budget, build_dir))
             shown.append((f"{spec.name} on {board}", report, budget, problems))

@@ -77,7 +77,7 @@ def bench(specs: list[Spec], boards: list[str], kernels_list: list[str], build_r
     rows: list[BenchRow] = []
     facts: dict[str, str] = {}
     for spec in specs:
-        app = Path(spec.app_dir) if spec.app_dir else SAMPLE_APP
+        app = Path(spec.codegen.app_dir) if spec.codegen.app_dir else SAMPLE_APP
         for board in boards:
             for kernels in kernels_list:
                 # One folder per app x board x kernels, shared by the models that app runs: switching
@@ -88,7 +88,7 @@ def bench(specs: list[Spec], boards: list[str], kernels_list: list[str], build_r
                 row = rows[-1]
                 if not facts and row.flash:
                     facts = build_facts(build_dir)
-                if eval_images and row.correct and spec.gan is None and spec.has_data:
+                if eval_images and row.correct and spec.model.gan is None and spec.dataset.has_data:
                     eval_dir = Path(build_root) / EVAL_APP.name / f"{board}-{kernels}"
                     with console.status(f"{spec.name} on {board}, {kernels} kernels: UART evaluation in {eval_dir}"):
                         _uart_eval(row, spec, board, kernels, eval_dir, eval_images, data_dir, console)
@@ -105,7 +105,7 @@ def all_correct(rows: list[BenchRow]) -> bool:
 def bench_one(spec: Spec, app: Path, board: str, kernels: str, build_dir: Path, console: Any = None) -> BenchRow:
     """Build (and on QEMU run) one configuration; a configuration that cannot be built is a row with a note."""
     row = BenchRow(spec.name, board, kernels)
-    folder = Path(spec.output_dir)
+    folder = Path(spec.codegen.output_dir)
     try:
         elf = build_app(app, board, build_dir, folder, extra_cmake_args=kernels_args(kernels))
     except DoesNotFit as err:
@@ -160,7 +160,7 @@ def _uart_eval(row: BenchRow, spec: Spec, board: str, kernels: str, eval_dir: Pa
     The rate is what the whole exchange achieves (QEMU's UART, the host's framing and checks), at
     QEMU's speed on this host, not the board's: it shows the cost of the evaluation, not of inference.
     """
-    folder = Path(spec.output_dir)
+    folder = Path(spec.codegen.output_dir)
     try:
         build_app(EVAL_APP, board, eval_dir, folder, extra_cmake_args=kernels_args(kernels))
         options = EvalOptions(board=board, images=images, build_dir=eval_dir, generated_dir=folder, no_build=True,

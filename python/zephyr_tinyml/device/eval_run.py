@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import TinymlError
 from ..fileio import write_atomic
+from ..firmware.boards import canonical
 from ..firmware.build import build_app, require_zephyr
 from ..firmware.build_folder import build_config, is_qemu_build
 from ..layout import DEFAULT_BOARD, EVAL_APP, work_dir
@@ -59,7 +60,7 @@ def run_eval(spec: Spec, options: EvalOptions, console: Any, started: float) -> 
     """Evaluate ``spec``'s model on the device: the report (an :class:`~.evaluate.EvalReport`, or an
     :class:`~.evaluate.OutputsReport` for a generator) with its outputs written to the work folder."""
     work, tflite_path, tflite = model_files(options, spec)
-    if spec.gan is not None:
+    if spec.model.gan is not None:
         return _eval_generator(options, spec, work, tflite, tflite_path, console, started), work
     report = evaluate_classifier(options, spec, work, tflite, tflite_path, console)
     report.wall_seconds = time.perf_counter() - started
@@ -82,7 +83,7 @@ def evaluate_classifier(options: EvalOptions, spec: Spec, work: Path, tflite: by
                         console: Any) -> Any:
     """Load the test images, open the link (building the app unless --no-build), stream and compare:
     the :class:`~zephyr_tinyml.device.evaluate.EvalReport`, nothing written."""
-    data = load_dataset(spec.data_source(), spec.input_shape, Path(options.data_dir) if options.data_dir else None)
+    data = load_dataset(spec.data_source(), spec.dataset.input_shape, Path(options.data_dir) if options.data_dir else None)
     total = len(data.x_test) if options.all else min(DEFAULT_IMAGES if options.images is None else options.images, len(data.x_test))
     if total <= 0:
         raise TinymlError("-n must be at least 1")
@@ -102,7 +103,7 @@ def _eval_generator(options: EvalOptions, spec: Spec, work: Path, tflite: bytes,
     if total <= 0:
         raise TinymlError("-n must be at least 1")
     model = inspect_model(tflite, tflite_path)
-    latents = quantize_real(latent_vectors(total, spec.gan.latent_dim, spec.seed + EVAL_SEED_OFFSET),
+    latents = quantize_real(latent_vectors(total, spec.model.gan.latent_dim, spec.training.seed + EVAL_SEED_OFFSET),
                                model.input.scale, model.input.zero_point)
     link = _open_link(options, spec, work, console)
     try:
@@ -116,7 +117,7 @@ def _eval_generator(options: EvalOptions, spec: Spec, work: Path, tflite: bytes,
     finally:
         link.close()
     pixels = to_pixels(dequantize(device, model.output.scale, model.output.zero_point), spec).reshape(
-        (-1,) + tuple(spec.input_shape))
+        (-1,) + tuple(spec.dataset.input_shape))
     judgement = judge_pixels(spec, pixels, work, options.data_dir, RichUI(console))
     captions = judgement.captions()
     grid = work / "eval-digits.png"
@@ -129,7 +130,7 @@ def _eval_generator(options: EvalOptions, spec: Spec, work: Path, tflite: bytes,
 
 
 def _build_dir(options: EvalOptions, work: Path) -> Path:
-    return Path(options.build_dir) if options.build_dir else work / f"eval-{options.board}"
+    return Path(options.build_dir) if options.build_dir else work / f"eval-{canonical(options.board)}"
 
 
 def _device_kernels(options: EvalOptions, work: Path) -> str:
@@ -147,7 +148,7 @@ def _open_link(options: EvalOptions, spec: Spec, work: Path, console: Any) -> An
     build_dir = _build_dir(options, work)
     if not options.no_build:
         with console.status(f"building samples/mnist_eval for {options.board} in {build_dir}"):
-            generated = Path(options.generated_dir) if options.generated_dir else spec.output_dir
+            generated = Path(options.generated_dir) if options.generated_dir else spec.codegen.output_dir
             build_app(EVAL_APP, options.board, build_dir, generated, zephyr=zephyr)
     if not is_qemu_build(build_dir):
         raise TinymlError(f"{options.board} is a real board: flash it (west flash -d {build_dir}) and run again "
@@ -180,7 +181,7 @@ def _run(options: EvalOptions, spec: Spec, tflite: bytes, tflite_path: Path, dat
     pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
     try:
         host = pool.submit(_host_side, tflite, inputs.reshape((total, *info_model.input.shape[1:])),
-                           tflite_path.with_suffix(".keras"), spec.norm_scale, spec.norm_offset,
+                           tflite_path.with_suffix(".keras"), spec.dataset.norm_scale, spec.dataset.norm_offset,
                            data.x_test[:total])
         session, info = _connect(options, link, console, tflite, tflite_path, inputs.shape[1],
                                  info_model.output.shape[-1])
@@ -202,7 +203,7 @@ def _run(options: EvalOptions, spec: Spec, tflite: bytes, tflite_path: Path, dat
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     labels = data.y_test[:total]
-    report = compare(outcome, indices, labels, tflm, tflite_out, float_pred, info, spec.labels, options.board,
+    report = compare(outcome, indices, labels, tflm, tflite_out, float_pred, info, spec.dataset.labels, options.board,
                      link.description)
     if report.mismatches:
         first = report.mismatches[0].test_index

@@ -118,7 +118,7 @@ def build_step(spec: Spec, generated_folder: Path, generated_changed: bool, work
     board = canonical(options.board)   # mps2/an521/cpu0 is filed (folder, budget, arena) as mps2_an521
     folder = Path(generated_folder)
     build_dir = Path(options.build_dir) if options.build_dir else Path(work_dir) / board
-    app_dir = Path(spec.app_dir) if spec.app_dir else SAMPLE_APP
+    app_dir = Path(spec.codegen.app_dir) if spec.codegen.app_dir else SAMPLE_APP
     # Pristine when the generated sources changed: a new model can change the op set and sizes.
     pristine = generated_changed and build_dir.exists()
     elf = build_app(app_dir, board, build_dir, folder, pristine=pristine,

@@ -19,7 +19,8 @@ import numpy as np
 
 from .data import Dataset, normalize
 from ..fileio import write_atomic
-from .spec import Spec, build_stack
+from .keras_stack import build_stack
+from .spec import Spec
 from .train import _keras_object, set_determinism
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -43,13 +44,13 @@ def latent_vectors(count: int, latent_dim: int, seed: int) -> np.ndarray:
 
 def build_generator(spec: Spec, batch_size: int | None = None) -> Any:
     """The spec's generator stack on a ``latent_dim`` input (batch 1 for conversion)."""
-    assert spec.gan is not None
-    return build_stack(spec.gan.generator, (spec.gan.latent_dim,), f"{spec.name}_generator", batch_size)
+    assert spec.model.gan is not None
+    return build_stack(spec.model.gan.generator, (spec.model.gan.latent_dim,), f"{spec.name}_generator", batch_size)
 
 
 def build_discriminator(spec: Spec) -> Any:
-    assert spec.gan is not None
-    return build_stack(spec.gan.discriminator, tuple(spec.input_shape), f"{spec.name}_discriminator")
+    assert spec.model.gan is not None
+    return build_stack(spec.model.gan.discriminator, tuple(spec.dataset.input_shape), f"{spec.name}_discriminator")
 
 
 def train_gan(spec: Spec, data: Dataset, on_epoch: EpochCallback | None = None,
@@ -58,14 +59,14 @@ def train_gan(spec: Spec, data: Dataset, on_epoch: EpochCallback | None = None,
     """Train the spec's GAN on ``data.x_train``; ``on_samples`` gets a grid's images every few epochs."""
     import tensorflow as tf
 
-    assert spec.gan is not None
-    set_determinism(spec.seed)
+    assert spec.model.gan is not None
+    set_determinism(spec.training.seed)
     generator, discriminator = build_generator(spec), build_discriminator(spec)
-    g_optimizer = _keras_object("optimizer", spec.optimizer)
-    d_optimizer = _keras_object("optimizer", spec.optimizer)
-    loss = _keras_object("loss", spec.loss)
-    real = normalize(data.x_train, spec.norm_scale, spec.norm_offset).reshape((-1,) + tuple(spec.input_shape))
-    latent_dim = spec.gan.latent_dim
+    g_optimizer = _keras_object("optimizer", spec.training.optimizer)
+    d_optimizer = _keras_object("optimizer", spec.training.optimizer)
+    loss = _keras_object("loss", spec.training.loss)
+    real = normalize(data.x_train, spec.dataset.norm_scale, spec.dataset.norm_offset).reshape((-1,) + tuple(spec.dataset.input_shape))
+    latent_dim = spec.model.gan.latent_dim
 
     @tf.function
     def step(images: Any, z_d: Any, z_g: Any) -> tuple[Any, Any]:
@@ -83,12 +84,12 @@ def train_gan(spec: Spec, data: Dataset, on_epoch: EpochCallback | None = None,
         g_optimizer.apply_gradients(zip(grads, generator.trainable_variables))
         return d_loss, g_loss
 
-    rng = np.random.default_rng(spec.seed)
-    grid_z = latent_vectors(GRID_VECTORS, latent_dim, spec.seed + 2)
-    batch = spec.batch_size
+    rng = np.random.default_rng(spec.training.seed)
+    grid_z = latent_vectors(GRID_VECTORS, latent_dim, spec.training.seed + 2)
+    batch = spec.training.batch_size
     steps = len(real) // batch  # whole batches only: a last small batch would unbalance the two losses
     history: dict[str, list[float]] = {}
-    for epoch in range(spec.epochs):
+    for epoch in range(spec.training.epochs):
         started = time.perf_counter()
         order = rng.permutation(len(real))
         d_sum = g_sum = 0.0
@@ -106,14 +107,14 @@ def train_gan(spec: Spec, data: Dataset, on_epoch: EpochCallback | None = None,
             history.setdefault(key, []).append(value)
         if on_epoch:
             on_epoch(epoch, logs)
-        if on_samples and ((epoch + 1) % spec.gan.sample_every == 0 or epoch + 1 == spec.epochs):
+        if on_samples and ((epoch + 1) % spec.training.sample_every == 0 or epoch + 1 == spec.training.epochs):
             on_samples(epoch + 1, np.asarray(generator(grid_z, training=False)))
     return GanResult(generator, discriminator, history)
 
 
 def to_pixels(images: np.ndarray, spec: Spec) -> np.ndarray:
     """Generated images (real values, the dataset's normalization) -> uint8 pixels, rounded and clipped."""
-    pixels = (np.asarray(images, dtype=np.float64) - spec.norm_offset) / spec.norm_scale
+    pixels = (np.asarray(images, dtype=np.float64) - spec.dataset.norm_offset) / spec.dataset.norm_scale
     return np.clip(np.round(pixels), 0, 255).astype(np.uint8)
 
 

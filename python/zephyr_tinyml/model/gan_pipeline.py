@@ -25,7 +25,8 @@ from .plots import training_curve
 from .quantize import convert
 from .stages import BuildOptions, BuildResult, Stages, UI, library_versions, stage_key
 from .train import save_history, trained_classifier
-from .spec import Spec, check_layers, load_spec, resolve_spec_path
+from .keras_stack import check_layers
+from .spec import Spec, load_spec, resolve_spec_path
 from .tflite_model import count_macs, inspect_model
 from .verify import METHOD as VERIFY_METHOD, Verification, describe_divergence, quantize_real, run_tflm, verify_outputs
 
@@ -39,17 +40,17 @@ def to_int8_generator(spec: Spec, generator: Any) -> bytes:
     """The generator as a full-int8 ``.tflite`` at batch 1; representative set: N(0, 1) latent vectors."""
     import tensorflow as tf
 
-    assert spec.gan is not None
+    assert spec.model.gan is not None
     single = build_generator(spec, batch_size=1)
     single.set_weights(generator.get_weights())
-    samples = latent_vectors(spec.representative_samples, spec.gan.latent_dim, spec.seed + 1)
+    samples = latent_vectors(spec.quantization.representative_samples, spec.model.gan.latent_dim, spec.training.seed + 1)
     return convert(spec, tf.lite.TFLiteConverter.from_keras_model(single), samples)
 
 
 def build_gan(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
     """Run every stage for a GAN spec; raises a TinymlError subclass on any user-fixable fault."""
-    assert spec.gan is not None
-    gan = spec.gan
+    assert spec.model.gan is not None and spec.quality is not None
+    gan, quality_spec = spec.model.gan, spec.quality
     work = Path(options.work_dir)
     stages = Stages(ui, work / "cache")
     with stages.stage("spec", spec.path.name):
@@ -58,12 +59,12 @@ def build_gan(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
         versions = library_versions()
 
     with stages.stage("data"):
-        data = load_dataset(spec.data_source(), spec.input_shape, options.data_dir, options.allow_download)
+        data = load_dataset(spec.data_source(), spec.dataset.input_shape, options.data_dir, options.allow_download)
         ui.note(f"{len(data.x_train):,} training images from {data.source} (labels unused: the GAN learns "
                 f"the images alone)")
 
     train_key = stage_key("train-gan", spec.section_hash("dataset", "model", "training"), data.fingerprint, versions)
-    with stages.stage("train", f"generator and discriminator, {spec.epochs} epochs") as timer:
+    with stages.stage("train", f"generator and discriminator, {spec.training.epochs} epochs") as timer:
         train_dir = stages.cached(timer, f"train-{train_key}", "generator.keras",
                                   lambda folder: _train_into(spec, data, ui, folder), force=options.retrain)
     meta = json.loads((train_dir / "meta.json").read_text())
@@ -91,9 +92,9 @@ def build_gan(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
         check_io(info, origin)
 
     # Latent vectors for verification and judging are drawn apart from training's and the representative set's.
-    judged = latent_vectors(max(gan.quality_samples, VERIFY_VECTORS), gan.latent_dim, spec.seed + 3)
+    judged = latent_vectors(max(quality_spec.samples, VERIFY_VECTORS), gan.latent_dim, spec.training.seed + 3)
     judged_q = quantize_real(judged, info.input.scale, info.input.zero_point)
-    verify_key = stage_key("verify-gan", sha256_bytes(tflite), str(spec.seed), str(VERIFY_VECTORS), versions,
+    verify_key = stage_key("verify-gan", sha256_bytes(tflite), str(spec.training.seed), str(VERIFY_VECTORS), versions,
                            VERIFY_METHOD)
 
     def run_verification(folder: Path) -> None:
@@ -110,20 +111,20 @@ def build_gan(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
     def run_quality(folder: Path) -> None:
         classifier = trained_classifier(classifier_spec, replace(options, work_dir=work.parent /
                                                                  classifier_spec.name, retrain=False), ui)
-        z = judged[:gan.quality_samples]
+        z = judged[:quality_spec.samples]
         float_images = float_generator().predict(z, batch_size=500, verbose=0)
-        int8_images = dequantize(run_tflm(tflite, judged_q[:gan.quality_samples], ui.images),
+        int8_images = dequantize(run_tflm(tflite, judged_q[:quality_spec.samples], ui.images),
                                  info.output.scale, info.output.zero_point)
-        judgements = {"float": judge(classifier, classifier_spec, to_pixels(float_images, spec), gan.confidence),
-                      "int8": judge(classifier, classifier_spec, to_pixels(int8_images, spec), gan.confidence)}
+        judgements = {"float": judge(classifier, classifier_spec, to_pixels(float_images, spec), quality_spec.confidence),
+                      "int8": judge(classifier, classifier_spec, to_pixels(int8_images, spec), quality_spec.confidence)}
         write_atomic(folder / "quality.json", json.dumps({k: j.to_json() for k, j in judgements.items()},
                                                          indent=1, sort_keys=True) + "\n")
 
-    with stages.stage("quality", f"{classifier_spec.name} labels {gan.quality_samples:,} generated digits") as timer:
+    with stages.stage("quality", f"{classifier_spec.name} labels {quality_spec.samples:,} generated digits") as timer:
         entry = stages.cached(timer, f"quality-{quality_key}", "quality.json", run_quality)
         quality = {k: Judgement.from_json(v) for k, v in json.loads((entry / "quality.json").read_text()).items()}
         for kind, j in quality.items():
-            ui.note(f"{kind:>5} generator: {j.confident_percent:.1f} % confident (>= {gan.confidence:g}), "
+            ui.note(f"{kind:>5} generator: {j.confident_percent:.1f} % confident (>= {quality_spec.confidence:g}), "
                     f"evenness {j.evenness:.3f}, digits {j.histogram}")
 
     _write_outputs(spec, work, train_dir, tflite, history, judged_q[:GRID_VECTORS], info, quality)
@@ -143,31 +144,31 @@ def build_gan(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
 
 def test_vectors(spec: Spec, tflite: bytes, info: Any) -> TestVectors:
     """``codegen.test_images`` seeded latent vectors (the device's self test) with host TFLM's images."""
-    assert spec.gan is not None
-    latents = quantize_real(latent_vectors(spec.test_images, spec.gan.latent_dim, spec.seed + 4),
+    assert spec.model.gan is not None
+    latents = quantize_real(latent_vectors(spec.codegen.test_images, spec.model.gan.latent_dim, spec.training.seed + 4),
                                info.input.scale, info.input.zero_point)
     outputs = run_tflm(tflite, latents).reshape(len(latents), -1)
     return TestVectors(latents, outputs, None, None,
-                       f"{len(latents)} latent vectors from N(0, 1) (seed {spec.seed + 4}); every pixel of each "
+                       f"{len(latents)} latent vectors from N(0, 1) (seed {spec.training.seed + 4}); every pixel of each "
                        f"generated image is compared")
 
 
 def check_gan_acceptance(spec: Spec, v: Verification, quality: dict[str, Judgement]) -> None:
     """Fail the build when the int8 generator misses its bars or differs from the TFLite reference kernels."""
-    assert spec.gan is not None
+    assert spec.model.gan is not None
     j = quality["int8"]
     faults = []
     if v.ref_mismatches:
         where = describe_divergence(v.first_divergence)
         faults.append(f"{v.ref_mismatches} of {v.images:,} latent vectors give images in host TFLM that differ from "
                       f"the TFLite reference kernels'" + (f" ({where})" if where else ""))
-    if j.confident_percent < spec.gan.min_confident_percent:
-        faults.append(f"the classifier is confident (>= {spec.gan.confidence:g}) about {j.confident_percent:.1f} % "
+    if j.confident_percent < spec.acceptance.min_confident_percent:
+        faults.append(f"the classifier is confident (>= {spec.quality.confidence:g}) about {j.confident_percent:.1f} % "
                       f"of the int8 generator's digits, below acceptance.min_confident_percent "
-                      f"{spec.gan.min_confident_percent:g} %")
-    if j.evenness < spec.gan.min_class_evenness:
+                      f"{spec.acceptance.min_confident_percent:g} %")
+    if j.evenness < spec.acceptance.min_class_evenness:
         faults.append(f"the int8 generator's digits are spread with evenness {j.evenness:.3f} (histogram "
-                      f"{j.histogram}), below acceptance.min_class_evenness {spec.gan.min_class_evenness:g}")
+                      f"{j.histogram}), below acceptance.min_class_evenness {spec.acceptance.min_class_evenness:g}")
     if faults:
         f = quality["float"]
         raise AcceptanceError(
@@ -179,8 +180,8 @@ def check_gan_acceptance(spec: Spec, v: Verification, quality: dict[str, Judgeme
 
 
 def _classifier_path(spec: Spec) -> Path:
-    assert spec.gan is not None
-    name = spec.gan.classifier
+    assert spec.model.gan is not None
+    name = spec.quality.classifier
     if name.endswith((".yaml", ".yml")):
         return resolve_spec_path(str((spec.path.parent / name).resolve()))
     return resolve_spec_path(name)
@@ -188,10 +189,10 @@ def _classifier_path(spec: Spec) -> Path:
 
 def judge_pixels(spec: Spec, pixels: np.ndarray, work: Path, data_dir: str | None, ui: UI) -> Judgement:
     """The spec's classifier's labels for generated uint8 images (for `tinyml eval`'s grid)."""
-    assert spec.gan is not None
+    assert spec.model.gan is not None
     classifier_spec = load_spec(_classifier_path(spec))
     options = BuildOptions(work_dir=work.parent / classifier_spec.name, data_dir=Path(data_dir) if data_dir else None)
-    return judge(trained_classifier(classifier_spec, options, ui), classifier_spec, pixels, spec.gan.confidence,
+    return judge(trained_classifier(classifier_spec, options, ui), classifier_spec, pixels, spec.quality.confidence,
                  keep=len(pixels))
 
 
@@ -201,7 +202,7 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
 
 def _train_into(spec: Spec, data: Dataset, ui: UI, folder: Path) -> None:
     grids: dict[int, np.ndarray] = {}
-    result = train_gan(spec, data, on_epoch=lambda e, logs: ui.epoch(e, spec.epochs, logs), on_batch=ui.batch,
+    result = train_gan(spec, data, on_epoch=lambda e, logs: ui.epoch(e, spec.training.epochs, logs), on_batch=ui.batch,
                        on_samples=lambda epoch, images: grids.__setitem__(epoch, to_pixels(images, spec)))
     result.generator.save(folder / "generator.keras")
     result.discriminator.save(folder / "discriminator.keras")

@@ -66,8 +66,8 @@ def judge(classifier: Any, classifier_spec: Spec, pixels: np.ndarray, confidence
           keep: int = LABELLED) -> Judgement:
     """Label uint8 images with ``classifier`` (its spec's normalization) and summarize; the labels of
     the first ``keep`` images are kept (for a captioned grid)."""
-    x = normalize(pixels.reshape((-1,) + tuple(classifier_spec.input_shape)), classifier_spec.norm_scale,
-                  classifier_spec.norm_offset)
+    x = normalize(pixels.reshape((-1,) + tuple(classifier_spec.dataset.input_shape)), classifier_spec.dataset.norm_scale,
+                  classifier_spec.dataset.norm_offset)
     outputs = np.asarray(classifier.predict(x, batch_size=500, verbose=0), dtype=np.float64)
     # Our specs' classifiers give logits (SparseCategoricalCrossentropy from_logits); a softmax output
     # already sums to 1 and is kept as it is.

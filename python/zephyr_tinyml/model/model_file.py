@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import DataError, ModelError, SpecError
 from .data import BUILTIN, IDX_FILES, IDX_MD5
-from .spec import Spec
+from .spec import Spec, spec_from_data
 
 MODEL_SUFFIXES = (".tflite", ".keras", ".h5", ".hdf5")
 
@@ -101,25 +101,16 @@ def spec_for_model_file(model_path: Path, *, name: str | None = None, dataset: s
                             f"folder or .npz.")
     elif data_dir is not None:
         ds = detect_dataset(data_dir)
-    if ds:
-        ds["normalization"] = {"scale": float(input_scale), "offset": float(input_offset)}
-        if labels:
-            ds["labels"] = list(labels)
-    raw: dict[str, Any] = {"name": name, "model": {"file": str(model_path)},
-                           "quantization": {"representative_samples": representative_samples},
-                           "codegen": {"test_images": test_inputs}}
-    if ds:
-        raw["dataset"] = ds
+    # The normalization applies to the inputs the build makes up when no data is given, too.
+    ds["normalization"] = {"scale": float(input_scale), "offset": float(input_offset)}
+    if labels:
+        ds["labels"] = list(labels)
+    data: dict[str, Any] = {"name": name, "dataset": ds, "model": {"file": str(model_path)},
+                            "quantization": {"representative_samples": representative_samples},
+                            "codegen": {"test_images": test_inputs}}
     work = Path(work_dir) if work_dir else Path.cwd() / "build" / "tinyml" / name
-    return Spec(
-        path=model_path, name=name, description=f"{model_path.name}, trained elsewhere",
-        dataset=ds.get("name") or ds.get("path", ""), input_shape=(), norm_scale=float(input_scale),
-        norm_offset=float(input_offset), labels=tuple(labels), layers=(), epochs=0, batch_size=0, seed=0,
-        optimizer={}, loss={}, lr_schedule=None, warmup_epochs=0, shift_pixels=0, rotation_degrees=0.0, zoom=0.0,
-        validation_split=0.0, representative_samples=representative_samples, min_int8_accuracy=0.0,
-        max_accuracy_drop=100.0, test_images=test_inputs, arena_margin_percent=5.0, arena_alignment=16,
-        output_dir=Path(output_dir) if output_dir else work / "generated", app_dir=None, budgets={}, raw=raw,
-        dataset_path=Path(ds["path"]) if "path" in ds else None, model_file=model_path, has_data=bool(ds))
+    return spec_from_data(data, model_path, output_dir=Path(output_dir) if output_dir else work / "generated",
+                          description=f"{model_path.name}, trained elsewhere")
 
 
 class SavedModelPredictor:

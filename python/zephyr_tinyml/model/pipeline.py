@@ -30,7 +30,8 @@ from .plots import confusion_plot, training_curve
 from .quantize import RECIPE, quantize
 from .arena import FACTS
 from .sources import generated_facts, model_from_sources
-from .spec import Spec, check_layers
+from .keras_stack import check_layers
+from .spec import Spec
 from .stages import BuildOptions, BuildResult, StageTime, Stages, UI, library_versions, stage_key
 from .tflite_model import ModelInfo, count_macs, count_parameters, inspect_model
 from .train import train_stage
@@ -47,11 +48,11 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
     (a model trained elsewhere) is not: a Keras/SavedModel file is quantized like a trained model, an
     int8 ``.tflite`` is taken as is.
     """
-    if spec.gan is not None:
+    if spec.model.gan is not None:
         return build_gan(spec, options, ui)
     work = Path(options.work_dir)
     stages = Stages(ui, work / "cache")
-    kind = model_kind(spec.model_file) if spec.model_file is not None else "spec"
+    kind = model_kind(spec.model.file) if spec.model.file is not None else "spec"
     float_model: Any = None
     tflite_file: bytes | None = None
     file_info: ModelInfo | None = None
@@ -62,27 +63,27 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
             check_layers(spec)
             committed = None if options.retrain else committed_model(spec, options.out_dir)
         elif kind == "tflite":
-            tflite_file = Path(spec.model_file).read_bytes()  # type: ignore[arg-type]
-            file_info = inspect_model(tflite_file, spec.model_file or "")
-            check_io(file_info, str(spec.model_file))
+            tflite_file = Path(spec.model.file).read_bytes()  # type: ignore[arg-type]
+            file_info = inspect_model(tflite_file, spec.model.file or "")
+            check_io(file_info, str(spec.model.file))
             spec = _with_input_shape(spec, tuple(file_info.input.shape[1:]))
             meta = {"parameters": count_parameters(tflite_file)}
         else:
-            float_model = load_float_model(spec.model_file)  # type: ignore[arg-type]
-            spec = _with_input_shape(spec, float_input_shape(float_model, spec.model_file))  # type: ignore[arg-type]
+            float_model = load_float_model(spec.model.file)  # type: ignore[arg-type]
+            spec = _with_input_shape(spec, float_input_shape(float_model, spec.model.file))  # type: ignore[arg-type]
             meta = {"parameters": int(float_model.count_params()) if hasattr(float_model, "count_params") else 0}
         versions = library_versions()
 
     data: Dataset | None = None
-    if spec.has_data:
+    if spec.dataset.has_data:
         with stages.stage("data"):
-            data = load_dataset(spec.data_source(), spec.input_shape, options.data_dir, options.allow_download,
+            data = load_dataset(spec.data_source(), spec.dataset.input_shape, options.data_dir, options.allow_download,
                                 classes=_classes(spec, float_model, file_info))
             ui.note(f"{len(data.x_train):,} training and {len(data.x_test):,} test images from {data.source}")
             for note in data.notes:
                 ui.note(note)
-        if not spec.labels and data.class_names:
-            spec = replace(spec, labels=data.class_names)
+        if not spec.dataset.labels and data.class_names:
+            spec = replace(spec, dataset=replace(spec.dataset, labels=data.class_names))
     elif kind != "tflite":
         raise DataError(f"{spec.path}: a {'spec that trains' if kind == 'spec' else 'Keras model'} needs data "
                         f"({'dataset:' if kind == 'spec' else '--data-dir DIR or --dataset NAME|PATH'}) to "
@@ -110,7 +111,7 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
     if kind == "spec" and train_dir is not None:
         weights_key = _weights_key(train_dir)
     elif kind not in ("spec", "tflite"):
-        weights_key = content_hash(spec.model_file)  # type: ignore[arg-type]
+        weights_key = content_hash(spec.model.file)  # type: ignore[arg-type]
 
     def model() -> Any:
         nonlocal float_model
@@ -129,9 +130,9 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
             assert data is not None
             entry = stages.cached(timer, f"quantize-{_quantize_key(spec, kind, weights_key)}", "model.tflite",
                                   lambda folder: (folder / "model.tflite").write_bytes(
-                                      quantize(spec, model(), data, spec.labels)))
+                                      quantize(spec, model(), data, spec.dataset.labels)))
             tflite = (entry / "model.tflite").read_bytes()
-        info = file_info if file_info is not None else inspect_model(tflite, spec.model_file or spec.path)
+        info = file_info if file_info is not None else inspect_model(tflite, spec.model.file or spec.path)
         origin = f"the model of {spec.path.name}"
         check_ops(info, origin)
         check_quantization(tflite, origin)
@@ -140,17 +141,17 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
             raise DataError(f"{data.source}: labels go up to {int(data.y_test.max())} but {origin} has only "
                             f"{info.output.shape[-1]} outputs.")
 
-    test_seed = spec.seed
+    test_seed = spec.training.seed
     verify_key = stage_key("verify", sha256_bytes(tflite), data.fingerprint if data else f"random-{test_seed}",
-                           spec.section_hash("dataset"), versions, kind, str(spec.test_images), VERIFY_METHOD,
+                           spec.section_hash("dataset"), versions, kind, str(spec.codegen.test_images), VERIFY_METHOD,
                            "float" if train_dir is not None or float_model is not None else "no-float")
-    what = f"{len(data.x_test):,} test images" if data else f"{spec.test_images} seeded random inputs (no data given)"
+    what = f"{len(data.x_test):,} test images" if data else f"{spec.codegen.test_images} seeded random inputs (no data given)"
 
     def run_verification(folder: Path) -> None:
         if data is not None:
             result = verify(spec, data, model(), tflite, info, ui.images)
         else:
-            result = verify_outputs(tflite, random_inputs(info, spec.test_images, test_seed), ui.images)
+            result = verify_outputs(tflite, random_inputs(info, spec.codegen.test_images, test_seed), ui.images)
         (folder / "verification.json").write_text(json.dumps(result.to_json()))
 
     with stages.stage("verify", what) as timer:
@@ -172,7 +173,7 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
 
     with stages.stage("codegen"):
         tests = test_vectors(spec, tflite, info, data, verification, test_seed)
-        generated = generate(spec, tflite, info, arena_host, tests, options.out_dir, spec.labels)
+        generated = generate(spec, tflite, info, arena_host, tests, options.out_dir, spec.dataset.labels)
         macs = count_macs(tflite)
 
     result = BuildResult(spec, work, work / f"{spec.name}.tflite", info, verification, generated,
@@ -214,7 +215,7 @@ def committed_model(spec: Spec, out_dir: Path | None = None) -> bytes | None:
 
 
 def _output_dir(spec: Spec, out_dir: Path | None) -> Path:
-    return Path(out_dir or spec.output_dir)
+    return Path(out_dir or spec.codegen.output_dir)
 
 
 def _shown(folder: Path) -> str:
@@ -234,7 +235,7 @@ def _quantize_key(spec: Spec, kind: str, weights_key: str) -> str:
     """Keyed by the trained weights, not the training recipe: --retrain (or a model trained with other
     numerics) must never reuse the int8 model of the weights it replaced."""
     return stage_key("quantize", weights_key, spec.section_hash("quantization", "dataset"), RECIPE,
-                     *([] if kind == "spec" else [kind, ",".join(spec.labels)]))
+                     *([] if kind == "spec" else [kind, ",".join(spec.dataset.labels)]))
 
 
 def _float_twin(spec: Spec, data: Dataset, stages: Stages, versions: str, committed: bytes) -> Path | None:
@@ -253,10 +254,10 @@ def _float_twin(spec: Spec, data: Dataset, stages: Stages, versions: str, commit
 
 def _with_input_shape(spec: Spec, shape: tuple[int, ...]) -> Spec:
     """The spec with the model's input shape; a spec that names another shape is an error."""
-    if spec.input_shape and tuple(spec.input_shape) != tuple(shape):
-        raise SpecError(f"{spec.path}: 'dataset.input_shape' is {list(spec.input_shape)} but the model in "
+    if spec.dataset.input_shape and tuple(spec.dataset.input_shape) != tuple(shape):
+        raise SpecError(f"{spec.path}: 'dataset.input_shape' is {list(spec.dataset.input_shape)} but the model in "
                         f"'model.file' takes {list(shape)}; remove input_shape or make them match.")
-    return replace(spec, input_shape=tuple(shape))
+    return replace(spec, dataset=replace(spec.dataset, input_shape=tuple(shape)))
 
 
 def _classes(spec: Spec, float_model: Any, file_info: ModelInfo | None) -> int | None:
@@ -266,7 +267,7 @@ def _classes(spec: Spec, float_model: Any, file_info: ModelInfo | None) -> int |
     if float_model is not None and hasattr(float_model, "output_shape"):
         shape = float_model.output_shape
         return int(shape[-1]) if shape and isinstance(shape[-1], int) else None
-    return len(spec.labels) or None
+    return len(spec.dataset.labels) or None
 
 
 def test_vectors(spec: Spec, tflite: bytes, info: ModelInfo, data: Dataset | None, verification: Verification,
@@ -278,7 +279,7 @@ def test_vectors(spec: Spec, tflite: bytes, info: ModelInfo, data: Dataset | Non
     seeded random int8 inputs over the model's whole input range.
     """
     if data is not None:
-        chosen = select_test_images(data.y_test, spec.test_images, int(info.output.shape[-1]),
+        chosen = select_test_images(data.y_test, spec.codegen.test_images, int(info.output.shape[-1]),
                                     np.asarray(verification.tflm_predictions))
         pixels = data.x_test[chosen]
         inputs = quantize_input(pixels, spec, info)
@@ -286,7 +287,7 @@ def test_vectors(spec: Spec, tflite: bytes, info: ModelInfo, data: Dataset | Non
         return TestVectors(inputs.reshape(len(chosen), -1), outputs, pixels, data.y_test[chosen],
                            f"{len(chosen)} test-set images (never training images) that host TFLM classifies "
                            f"correctly, first of each class first")
-    inputs = random_inputs(info, spec.test_images, seed)
+    inputs = random_inputs(info, spec.codegen.test_images, seed)
     outputs = run_tflm(tflite, inputs).reshape(len(inputs), -1)
     return TestVectors(inputs.reshape(len(inputs), -1), outputs, None, None,
                        f"{len(inputs)} seeded random int8 inputs (seed {seed}) over the model's whole input range; "
@@ -304,8 +305,8 @@ def _write_outputs(spec: Spec, work: Path, train_dir: Path | None, tflite: bytes
     if history and not (all_cached and curve.is_file()):
         training_curve(history, curve, f"{spec.name}: training")
     if data is not None and verification.tflm_accuracy is not None and not (all_cached and confusion.is_file()):
-        classes = max(len(spec.labels), int(data.y_test.max()) + 1, max(verification.tflm_predictions) + 1)
-        names = spec.labels or tuple(str(i) for i in range(classes))
+        classes = max(len(spec.dataset.labels), int(data.y_test.max()) + 1, max(verification.tflm_predictions) + 1)
+        names = spec.dataset.labels or tuple(str(i) for i in range(classes))
         matrix = confusion_matrix(data.y_test, np.asarray(verification.tflm_predictions), classes)
         confusion_plot(matrix, names, confusion,
                        f"{spec.name}: int8 TFLM, {verification.tflm_accuracy:.2f} %")
@@ -319,12 +320,12 @@ def check_acceptance(spec: Spec, v: Verification) -> None:
     quantization, a TFLM figure below TFLite's means the runtime.
     """
     faults = []
-    if v.tflm_accuracy is not None and v.tflm_accuracy < spec.min_int8_accuracy:
+    if v.tflm_accuracy is not None and v.tflm_accuracy < spec.acceptance.min_int8_accuracy:
         faults.append(f"int8 TFLM accuracy {v.tflm_accuracy:.2f} % is below acceptance.min_int8_accuracy "
-                      f"{spec.min_int8_accuracy:g} %")
-    if v.accuracy_drop > spec.max_accuracy_drop:
+                      f"{spec.acceptance.min_int8_accuracy:g} %")
+    if v.accuracy_drop > spec.acceptance.max_accuracy_drop:
         faults.append(f"float->int8 drop {v.accuracy_drop:.2f} points exceeds acceptance.max_accuracy_drop "
-                      f"{spec.max_accuracy_drop:g}")
+                      f"{spec.acceptance.max_accuracy_drop:g}")
     if v.ref_unexplained_mismatches:
         fault = (f"{v.ref_unexplained_mismatches} test images give int8 outputs in TFLM that the TFLite "
                  f"reference kernels do not, beyond a 1-LSB requantization rounding difference")
@@ -339,10 +340,10 @@ def check_acceptance(spec: Spec, v: Verification) -> None:
     figures = (f"on {v.images:,} test {'images' if v.tflm_accuracy is not None else 'inputs'}: float "
                f"{pct(v.float_accuracy)}, int8 TFLite {pct(v.tflite_ref_accuracy)} (reference kernels), int8 TFLM "
                f"{pct(v.tflm_accuracy)}, float->int8 drop {v.accuracy_drop:.2f} points")
-    if v.float_accuracy is not None and v.float_accuracy < spec.min_int8_accuracy:
+    if v.float_accuracy is not None and v.float_accuracy < spec.acceptance.min_int8_accuracy:
         hint = ("The float model itself is below the bar, so training is where accuracy is lost: train "
                 "longer (training.epochs), change the model or its training recipe")
-    elif v.accuracy_drop > spec.max_accuracy_drop or (v.tflm_accuracy or 0.0) < spec.min_int8_accuracy:
+    elif v.accuracy_drop > spec.acceptance.max_accuracy_drop or (v.tflm_accuracy or 0.0) < spec.acceptance.min_int8_accuracy:
         hint = ("The float model reaches the bar but the int8 model does not, so quantization is where "
                 "accuracy is lost: more or more typical quantization.representative_samples, or layers "
                 "that quantize better (ReLU6 over unbounded activations, BatchNormalization folded)")

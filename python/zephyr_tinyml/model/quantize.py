@@ -24,10 +24,10 @@ from .tflite_metadata import ClassifierMetadata, write_metadata
 
 def representative_images(spec: Spec, data: Dataset) -> np.ndarray:
     """``quantization.representative_samples`` training images, normalized, seeded choice."""
-    rng = np.random.default_rng(spec.seed + 1)
-    count = min(spec.representative_samples, len(data.x_train))
+    rng = np.random.default_rng(spec.training.seed + 1)
+    count = min(spec.quantization.representative_samples, len(data.x_train))
     index = np.sort(rng.choice(len(data.x_train), size=count, replace=False))
-    return normalize(data.x_train[index], spec.norm_scale, spec.norm_offset)
+    return normalize(data.x_train[index], spec.dataset.norm_scale, spec.dataset.norm_offset)
 
 
 def fixed_batch_model(spec: Spec, model: Any) -> Any:
@@ -40,11 +40,11 @@ def fixed_batch_model(spec: Spec, model: Any) -> Any:
 
     if isinstance(model, keras.Sequential):
         single = keras.Sequential(
-            [keras.Input(shape=spec.input_shape, batch_size=1, name="input")]
+            [keras.Input(shape=spec.dataset.input_shape, batch_size=1, name="input")]
             + [keras.layers.deserialize(keras.layers.serialize(layer)) for layer in model.layers],
             name=spec.name)
     else:
-        single = keras.models.clone_model(model, input_tensors=keras.Input(shape=spec.input_shape, batch_size=1,
+        single = keras.models.clone_model(model, input_tensors=keras.Input(shape=spec.dataset.input_shape, batch_size=1,
                                                                             name="input"))
     single.set_weights(model.get_weights())
     return single
@@ -56,7 +56,7 @@ def _converter(spec: Spec, model: Any) -> Any:
 
     if not isinstance(model, SavedModelPredictor):
         return tf.lite.TFLiteConverter.from_keras_model(fixed_batch_model(spec, model))
-    signature = tf.TensorSpec((1,) + tuple(spec.input_shape), model.input_spec.dtype, name=model.input_name)
+    signature = tf.TensorSpec((1,) + tuple(spec.dataset.input_shape), model.input_spec.dtype, name=model.input_name)
 
     @tf.function(input_signature=[signature])
     def serve(x: Any) -> Any:
@@ -105,9 +105,9 @@ def add_label_metadata(spec: Spec, tflite: bytes, labels: tuple[str, ...] = ()) 
     here, not from the spec.  The schema's normalization is ``(pixel - mean) / std``; ours is
     ``pixel * scale + offset``, so ``mean = -offset / scale`` and ``std = 1 / scale``.
     """
-    meta = ClassifierMetadata(name=spec.name, description=spec.description, labels=tuple(labels or spec.labels),
-                              mean=(-spec.norm_offset / spec.norm_scale,), std=(1.0 / spec.norm_scale,),
-                              channels=int(spec.input_shape[-1]))
+    meta = ClassifierMetadata(name=spec.name, description=spec.description, labels=tuple(labels or spec.dataset.labels),
+                              mean=(-spec.dataset.norm_offset / spec.dataset.norm_scale,), std=(1.0 / spec.dataset.norm_scale,),
+                              channels=int(spec.dataset.input_shape[-1]))
     return write_metadata(tflite, meta)
 
 

@@ -18,7 +18,7 @@ def summary_table(result: BuildResult) -> Table:
         return f"{value:.2f} %" if value is not None else f"n/a ({why})"
 
     no_labels = "no labelled data"
-    no_float = "int8 .tflite given" if result.spec.model_file and result.spec.model_file.suffix == ".tflite" \
+    no_float = "int8 .tflite given" if result.spec.model.file and result.spec.model.file.suffix == ".tflite" \
         else no_labels
     things = "images" if v.tflm_accuracy is not None else "inputs"
     rows = [
@@ -33,7 +33,7 @@ def summary_table(result: BuildResult) -> Table:
             if v.ref_divergence_ops else "")),
         ("  of which unexplained (fails the build)", f"{v.ref_unexplained_mismatches:,}"),
         ("TFLM vs TFLite-optimized argmax agreement", f"{v.optimized_argmax_agreement:,} / {v.images:,}"),
-        ("test inputs embedded for the device", f"{len(result.generated.test_labels) or result.spec.test_images}"
+        ("test inputs embedded for the device", f"{len(result.generated.test_labels) or result.spec.codegen.test_images}"
          + (" (labelled images)" if result.generated.test_labels else " (seeded random; device output checked "
                                                                        "against host TFLM)")),
         ("model (.tflite) bytes", f"{result.info.size:,}"),

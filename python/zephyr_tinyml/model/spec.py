@@ -1,14 +1,17 @@
 """Model spec: load a YAML file, validate every key, and hand the pipeline typed values.
 
 Why strict: a typo such as ``epoch:`` silently ignored would train the wrong model for ten minutes.
-Every error names the file, the key path and the line, and says what is allowed.  Layers are given in
-Keras' own ``class_name`` + ``config`` form, so a spec accepts any Keras layer; they are checked
-against Keras in :func:`check_layers` (separate because importing Keras takes seconds and
-``tinyml list`` should not pay for it).
+Every error names the file, the key path and the line, and says what is allowed.  The schema
+(:data:`SCHEMA`) states each key's type, check and default once; :class:`Spec` holds one typed
+record per section (dataset, model, training, quantization, acceptance, quality, codegen, budgets).
+Layers are given in Keras' own ``class_name`` + ``config`` form, so a spec accepts any Keras layer;
+the training stage checks and builds them with Keras (``keras_stack.py``: importing Keras takes
+seconds, and ``tinyml list`` should not pay for it).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -50,37 +53,51 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class DatasetSpec:
+    """``dataset``: where the data comes from and how the model sees it."""
+
+    name: str                         # a built-in set, "" for a path or no data
+    path: Path | None                 # image folder or .npz (dataset.path), resolved
+    display: str                      # the built-in name, or the path as written (for messages)
+    input_shape: tuple[int, ...]
+    norm_scale: float                 # model input = pixel * scale + offset
+    norm_offset: float
+    labels: tuple[str, ...]
+    test_split: float                 # share of an image folder kept for testing
+    line: int                         # where the section starts in the spec (0: not from a file)
+
+    @property
+    def has_data(self) -> bool:
+        """False for a model file given without any data."""
+        return bool(self.name or self.path)
+
+
+@dataclass(frozen=True)
 class GanSpec:
-    """A generative adversarial network: what ``model.generator`` / ``model.discriminator`` and
-    ``quality`` say.  Only the generator is quantized and deployed; the discriminator exists to train it."""
+    """A generative adversarial network (``model.generator``): only the generator is quantized and
+    deployed; the discriminator exists to train it."""
 
     latent_dim: int
     generator: tuple[LayerSpec, ...]
     discriminator: tuple[LayerSpec, ...]
-    sample_every: int                 # epochs between training sample grids
-    classifier: str                   # spec (name or path) of the classifier that judges the digits
-    quality_samples: int              # generated images the classifier labels
-    confidence: float                 # softmax probability that counts as "confidently classified"
-    min_confident_percent: float      # acceptance: share of confidently classified images, int8 generator
-    min_class_evenness: float         # acceptance: normalized entropy of the class histogram (1 = even)
 
 
 @dataclass(frozen=True)
-class Spec:
-    """A validated model spec.  ``raw`` keeps the parsed YAML for hashing."""
+class ModelSpec:
+    """``model``: exactly one of a layer stack to train, a file trained elsewhere, or a GAN."""
 
-    path: Path
-    name: str
-    description: str
-    dataset: str                      # built-in name, or the data path as written (for display)
-    input_shape: tuple[int, ...]
-    norm_scale: float
-    norm_offset: float
-    labels: tuple[str, ...]
     layers: tuple[LayerSpec, ...]
+    file: Path | None                 # model.file, resolved
+    gan: GanSpec | None
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """``training``: what the training stage does (zeros for a model file, which is not trained)."""
+
     epochs: int
     batch_size: int
-    seed: int
+    seed: int                         # also the seed of the data split and the embedded test inputs
     optimizer: dict[str, Any]
     loss: dict[str, Any]
     lr_schedule: dict[str, Any] | None
@@ -89,30 +106,71 @@ class Spec:
     rotation_degrees: float
     zoom: float
     validation_split: float
+    sample_every: int                 # a GAN: epochs between sample grids
+
+
+@dataclass(frozen=True)
+class QuantizationSpec:
+    """``quantization``: full-integer int8 with a representative data set of this many samples."""
+
     representative_samples: int
+
+
+@dataclass(frozen=True)
+class AcceptanceSpec:
+    """``acceptance``: the bars a build must pass (a classifier's accuracy, a GAN's quality)."""
+
     min_int8_accuracy: float
     max_accuracy_drop: float
+    min_confident_percent: float | None   # a GAN: share of confidently classified images, int8 generator
+    min_class_evenness: float | None      # a GAN: normalized entropy of the class histogram (1 = even)
+
+
+@dataclass(frozen=True)
+class QualitySpec:
+    """``quality``: how a GAN's images are judged, by a classifier of our own."""
+
+    classifier: str                   # spec (name or path) of the classifier that judges the digits
+    samples: int                      # generated images the classifier labels
+    confidence: float                 # softmax probability that counts as "confidently classified"
+
+
+@dataclass(frozen=True)
+class CodegenSpec:
+    """``codegen``: what the generated sources embed and where they go."""
+
     test_images: int
     arena_margin_percent: float
     arena_alignment: int
     output_dir: Path
     app_dir: Path | None
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated model spec, one typed record per section.  ``raw`` keeps the parsed YAML for hashing."""
+
+    path: Path
+    name: str
+    description: str
+    dataset: DatasetSpec
+    model: ModelSpec
+    training: TrainingSpec
+    quantization: QuantizationSpec
+    acceptance: AcceptanceSpec
+    codegen: CodegenSpec
     budgets: dict[str, Budget]
-    raw: dict[str, Any] = field(repr=False, compare=False)
-    dataset_path: Path | None = None  # image folder or .npz (dataset.path), resolved
-    test_split: float = 0.2
-    dataset_line: int = 0
-    model_file: Path | None = None    # model.file: a model trained elsewhere (no training stage)
-    has_data: bool = True             # False: a model file given without any data
-    gan: GanSpec | None = None        # model.generator: a GAN whose generator is deployed
+    quality: QualitySpec | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def data_source(self) -> DataSource:
         """What the data stage loads (built-in name or path), with this spec's place for messages."""
         from .data import DataSource
 
-        where = f"{self.path}:{self.dataset_line}" if self.dataset_line else str(self.path)
-        return DataSource(name=None if self.dataset_path else self.dataset, path=self.dataset_path,
-                          test_split=self.test_split, seed=self.seed, labels=self.labels, origin=where)
+        where = f"{self.path}:{self.dataset.line}" if self.dataset.line else str(self.path)
+        return DataSource(name=self.dataset.name or None, path=self.dataset.path,
+                          test_split=self.dataset.test_split, seed=self.training.seed, labels=self.dataset.labels,
+                          origin=where)
 
     def section_hash(self, *sections: str) -> str:
         """Stable hash of the named top-level sections, for cache keys.
@@ -148,6 +206,9 @@ class Key:
     items: "Key | None" = None
     check: Callable[[Any], str | None] | None = None
     doc: str = ""
+    # The value when the key is not written (also when its whole section is not): the one place a
+    # spec's defaults are stated. ``None`` with ``required`` or no default: nothing is filled in.
+    default: Any = None
 
 
 def _positive(value: Any) -> str | None:
@@ -201,13 +262,14 @@ SCHEMA: dict[str, Key] = {
     "dataset": Key("map", children={
         "name": Key("str", doc="a Keras built-in set: mnist, fashion_mnist, cifar10, cifar100"),
         "path": Key("str", doc="a folder with one subfolder per class, or an .npz"),
-        "test_split": Key("float", check=_open_fraction, doc="share of a class folder kept for testing"),
-        "input_shape": Key("list", items=Key("int", check=_positive)),
+        "test_split": Key("float", check=_open_fraction, doc="share of a class folder kept for testing",
+                          default=0.2),
+        "input_shape": Key("list", items=Key("int", check=_positive), default=[]),
         "normalization": Key("map", children={
-            "scale": Key("float", required=True),
-            "offset": Key("float"),
+            "scale": Key("float", required=True, default=1.0),
+            "offset": Key("float", default=0.0),
         }),
-        "labels": Key("list", items=Key("str")),
+        "labels": Key("list", items=Key("str"), default=[]),
     }),
     "model": Key("map", required=True, children={
         "layers": Key("list", items=Key("map", children=KERAS_OBJECT)),
@@ -217,29 +279,30 @@ SCHEMA: dict[str, Key] = {
         "discriminator": Key("list", items=Key("map", children=KERAS_OBJECT)),
     }),
     "training": Key("map", children={
-        "epochs": Key("int", required=True, check=_positive),
-        "batch_size": Key("int", required=True, check=_positive),
-        "seed": Key("int", required=True, check=_non_negative),
-        "optimizer": Key("map", required=True, children=KERAS_OBJECT),
-        "loss": Key("map", required=True, children=KERAS_OBJECT),
+        # Without a training section (a model file): nothing is trained, the seed is 0.
+        "epochs": Key("int", required=True, check=_positive, default=0),
+        "batch_size": Key("int", required=True, check=_positive, default=0),
+        "seed": Key("int", required=True, check=_non_negative, default=0),
+        "optimizer": Key("map", required=True, children=KERAS_OBJECT, default={}),
+        "loss": Key("map", required=True, children=KERAS_OBJECT, default={}),
         "learning_rate_schedule": Key("map", children=KERAS_OBJECT),
-        "warmup_epochs": Key("int", check=_non_negative),
+        "warmup_epochs": Key("int", check=_non_negative, default=0),
         "augmentation": Key("map", children={
-            "shift_pixels": Key("int", check=_non_negative),
-            "rotation_degrees": Key("float", check=_degrees, doc="degrees"),
-            "zoom": Key("float", check=_fraction, doc="fraction"),
+            "shift_pixels": Key("int", check=_non_negative, default=0),
+            "rotation_degrees": Key("float", check=_degrees, doc="degrees", default=0.0),
+            "zoom": Key("float", check=_fraction, doc="fraction", default=0.0),
         }),
-        "validation_split": Key("float", check=_fraction),
-        "sample_every": Key("int", check=_positive, doc="epochs between a GAN's sample grids"),
+        "validation_split": Key("float", check=_fraction, default=0.0),
+        "sample_every": Key("int", check=_positive, doc="epochs between a GAN's sample grids", default=5),
     }),
     "quantization": Key("map", children={
-        "representative_samples": Key("int", required=True, check=_positive),
-        "input_type": Key("str", check=_int8),
-        "output_type": Key("str", check=_int8),
+        "representative_samples": Key("int", required=True, check=_positive, default=500),
+        "input_type": Key("str", check=_int8, default="int8"),
+        "output_type": Key("str", check=_int8, default="int8"),
     }),
     "acceptance": Key("map", children={
-        "min_int8_accuracy": Key("float", check=_percent, doc="percent"),
-        "max_accuracy_drop": Key("float", check=_percent, doc="percentage points"),
+        "min_int8_accuracy": Key("float", check=_percent, doc="percent", default=0.0),
+        "max_accuracy_drop": Key("float", check=_percent, doc="percentage points", default=100.0),
         "min_confident_percent": Key("float", check=_percent, doc="a GAN: percent of generated images "
                                                                   "the classifier is confident about"),
         "min_class_evenness": Key("float", check=_unit, doc="a GAN: normalized entropy of the classes drawn"),
@@ -247,14 +310,14 @@ SCHEMA: dict[str, Key] = {
     "quality": Key("map", children={
         "classifier": Key("str", required=True, doc="the spec (name or .yaml) of the classifier that judges "
                                                     "a GAN's images"),
-        "samples": Key("int", check=_positive),
-        "confidence": Key("float", check=_open_fraction),
+        "samples": Key("int", check=_positive, default=2000),
+        "confidence": Key("float", check=_open_fraction, default=0.9),
     }),
     "codegen": Key("map", children={
-        "test_images": Key("int", check=_positive),
-        "arena_margin_percent": Key("float", check=_percent),
-        "arena_alignment": Key("int", check=_power_of_two),
-        "output_dir": Key("str"),
+        "test_images": Key("int", check=_positive, default=10),
+        "arena_margin_percent": Key("float", check=_percent, default=5.0),
+        "arena_alignment": Key("int", check=_power_of_two, default=16),
+        "output_dir": Key("str", doc="relative to the spec's folder", default="../build/tinyml/{name}/generated"),
         "app": Key("str"),
     }),
     "budgets": Key("budgets"),
@@ -290,6 +353,13 @@ class _Located:
             raise SpecError(f"{path}: the spec is empty; see models/mnist.yaml for a complete one.")
         self._index(node, "")
         self.data = yaml.safe_load(text)
+
+    @classmethod
+    def from_lines(cls, path: Path, lines: dict[str, int]) -> _Located:
+        """The key lines of a document already read (for messages after validation)."""
+        located = cls.__new__(cls)
+        located.path, located.lines, located.data = path, lines, None
+        return located
 
     def _index(self, node: yaml.Node, prefix: str) -> None:
         self.lines[prefix] = node.start_mark.line + 1
@@ -403,74 +473,87 @@ def load_spec(path: Path) -> Spec:
     data = doc.data
 
     _check_sections(doc, data)
-    ds, tr = data.get("dataset", {}), data.get("training", {})
-    qu = data.get("quantization", {"representative_samples": 500})
-    ac = data.get("acceptance", {"min_int8_accuracy": 0.0, "max_accuracy_drop": 100.0})
-    cg = data.get("codegen", {})
-    norm = ds.get("normalization", {"scale": 1.0})
-    layers = _layers(doc, data["model"].get("layers", []), "model.layers")
-    model_file = (path.parent / data["model"]["file"]).resolve() if "file" in data["model"] else None
+    return spec_from_data(data, path, doc.lines)
+
+
+def with_defaults(value: dict[str, Any] | None, children: dict[str, Key]) -> dict[str, Any]:
+    """A section as written, with the schema's default for every key not written (nested maps too)."""
+    value = dict(value or {})
+    for name, child in children.items():
+        nested = child.kind == "map" and bool(child.children)
+        if name in value:
+            if nested:
+                value[name] = with_defaults(value[name], child.children or {})
+        elif child.default is not None:
+            value[name] = copy.deepcopy(child.default)
+        elif nested and any(c.default is not None for c in (child.children or {}).values()):
+            value[name] = with_defaults(None, child.children or {})
+    return value
+
+
+def spec_from_data(data: dict[str, Any], path: Path, lines: dict[str, int] | None = None, *,
+                   output_dir: Path | None = None, description: str | None = None) -> Spec:
+    """The typed spec of a validated document (a YAML file's, or the one a model file is given):
+    relative paths resolve against ``path``'s folder; what is not written takes the schema's default."""
+    lines = lines or {}
+    section = {name: with_defaults(data.get(name), key.children or {}) for name, key in SCHEMA.items()
+               if key.kind == "map"}
+    ds, mo, tr, qu = section["dataset"], section["model"], section["training"], section["quantization"]
+    ac, ql, cg = section["acceptance"], section["quality"], section["codegen"]
+    located = _Located.from_lines(path, lines)
+    model_file = (path.parent / mo["file"]).resolve() if "file" in mo else None
     if model_file is not None and not model_file.exists():
-        raise SpecError(f"{doc.where('model.file')}: 'model.file' is {model_file}, which does not exist.")
-    dataset_path = (path.parent / ds["path"]).resolve() if "path" in ds else None
-    output_dir = (path.parent / cg.get("output_dir", f"../build/tinyml/{data['name']}/generated")).resolve()
-    app_dir = (path.parent / cg["app"]).resolve() if "app" in cg else None
-    augmentation = tr.get("augmentation", {})
+        raise SpecError(f"{located.where('model.file')}: 'model.file' is {model_file}, which does not exist.")
     gan = None
-    if "generator" in data["model"]:
-        quality = data["quality"]
-        gan = GanSpec(
-            latent_dim=data["model"]["latent_dim"],
-            generator=_layers(doc, data["model"]["generator"], "model.generator"),
-            discriminator=_layers(doc, data["model"]["discriminator"], "model.discriminator"),
-            sample_every=tr.get("sample_every", 5),
-            classifier=quality["classifier"],
-            quality_samples=quality.get("samples", 2000),
-            confidence=float(quality.get("confidence", 0.9)),
-            min_confident_percent=float(ac["min_confident_percent"]),
-            min_class_evenness=float(ac["min_class_evenness"]))
+    if "generator" in mo:
+        gan = GanSpec(latent_dim=mo["latent_dim"], generator=_layers(lines, mo["generator"], "model.generator"),
+                      discriminator=_layers(lines, mo["discriminator"], "model.discriminator"))
+    augmentation = tr["augmentation"]
     return Spec(
         path=path,
         name=data["name"],
-        description=data.get("description", ""),
-        dataset=ds.get("name") or ds.get("path", ""),
-        input_shape=tuple(ds.get("input_shape", ())),
-        norm_scale=float(norm["scale"]),
-        norm_offset=float(norm.get("offset", 0.0)),
-        labels=tuple(ds.get("labels", ())),
-        layers=layers,
-        epochs=tr.get("epochs", 0),
-        batch_size=tr.get("batch_size", 0),
-        seed=tr.get("seed", 0),
-        optimizer=tr.get("optimizer", {}),
-        loss=tr.get("loss", {}),
-        lr_schedule=tr.get("learning_rate_schedule"),
-        warmup_epochs=tr.get("warmup_epochs", 0),
-        shift_pixels=augmentation.get("shift_pixels", 0),
-        rotation_degrees=float(augmentation.get("rotation_degrees", 0.0)),
-        zoom=float(augmentation.get("zoom", 0.0)),
-        validation_split=float(tr.get("validation_split", 0.0)),
-        representative_samples=qu["representative_samples"],
-        min_int8_accuracy=float(ac.get("min_int8_accuracy", 0.0)),
-        max_accuracy_drop=float(ac.get("max_accuracy_drop", 100.0)),
-        test_images=cg.get("test_images", 10),
-        arena_margin_percent=float(cg.get("arena_margin_percent", 5.0)),
-        arena_alignment=cg.get("arena_alignment", 16),
-        output_dir=output_dir,
-        app_dir=app_dir,
+        description=description if description is not None else data.get("description", ""),
+        dataset=DatasetSpec(
+            name=ds.get("name", ""),
+            path=(path.parent / ds["path"]).resolve() if "path" in ds else None,
+            display=ds.get("name") or ds.get("path", ""),
+            input_shape=tuple(ds["input_shape"]),
+            norm_scale=float(ds["normalization"]["scale"]),
+            norm_offset=float(ds["normalization"]["offset"]),
+            labels=tuple(ds["labels"]),
+            test_split=float(ds["test_split"]),
+            line=lines.get("dataset", 0)),
+        model=ModelSpec(layers=_layers(lines, mo.get("layers", []), "model.layers"), file=model_file, gan=gan),
+        training=TrainingSpec(
+            epochs=tr["epochs"], batch_size=tr["batch_size"], seed=tr["seed"], optimizer=tr["optimizer"],
+            loss=tr["loss"], lr_schedule=tr.get("learning_rate_schedule"), warmup_epochs=tr["warmup_epochs"],
+            shift_pixels=augmentation["shift_pixels"], rotation_degrees=float(augmentation["rotation_degrees"]),
+            zoom=float(augmentation["zoom"]), validation_split=float(tr["validation_split"]),
+            sample_every=tr["sample_every"]),
+        quantization=QuantizationSpec(representative_samples=qu["representative_samples"]),
+        acceptance=AcceptanceSpec(
+            min_int8_accuracy=float(ac["min_int8_accuracy"]), max_accuracy_drop=float(ac["max_accuracy_drop"]),
+            min_confident_percent=_float_or_none(ac.get("min_confident_percent")),
+            min_class_evenness=_float_or_none(ac.get("min_class_evenness"))),
+        codegen=CodegenSpec(
+            test_images=cg["test_images"], arena_margin_percent=float(cg["arena_margin_percent"]),
+            arena_alignment=cg["arena_alignment"],
+            output_dir=Path(output_dir) if output_dir is not None else
+            (path.parent / cg["output_dir"].format(name=data["name"])).resolve(),
+            app_dir=(path.parent / cg["app"]).resolve() if "app" in cg else None),
         budgets={board: Budget(b["flash"], b["ram"]) for board, b in data.get("budgets", {}).items()},
+        quality=QualitySpec(classifier=ql["classifier"], samples=ql["samples"], confidence=float(ql["confidence"]))
+        if "quality" in data else None,
         raw=data,
-        dataset_path=dataset_path,
-        test_split=float(ds.get("test_split", 0.2)),
-        dataset_line=doc.lines.get("dataset", 0),
-        model_file=model_file,
-        has_data=bool(ds.get("name") or ds.get("path")),
-        gan=gan,
     )
 
 
-def _layers(doc: _Located, items: list[dict[str, Any]], key: str) -> tuple[LayerSpec, ...]:
-    return tuple(LayerSpec(item["class_name"], dict(item.get("config") or {}), doc.lines.get(f"{key}[{i}]", 0))
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _layers(lines: dict[str, int], items: list[dict[str, Any]], key: str) -> tuple[LayerSpec, ...]:
+    return tuple(LayerSpec(item["class_name"], dict(item.get("config") or {}), lines.get(f"{key}[{i}]", 0))
                  for i, item in enumerate(items))
 
 
@@ -533,87 +616,3 @@ def _check_sections(doc: _Located, data: dict[str, Any]) -> None:
     if ds is not None and "labels" not in ds and "name" in ds and "layers" in model:
         raise SpecError(f"{doc.where('dataset')}: missing required key 'dataset.labels' (the class names, in "
                         f"label order).")
-
-
-def layer_stacks(spec: Spec) -> list[tuple[str, tuple[LayerSpec, ...], tuple[int, ...]]]:
-    """Each Keras stack the spec defines: (spec key, layers, input shape)."""
-    if spec.gan is not None:
-        return [("model.generator", spec.gan.generator, (spec.gan.latent_dim,)),
-                ("model.discriminator", spec.gan.discriminator, tuple(spec.input_shape))]
-    return [("model.layers", spec.layers, tuple(spec.input_shape))]
-
-
-def check_layers(spec: Spec) -> None:
-    """Build every layer with Keras and each whole stack on its input shape.
-
-    Catches an unknown layer, a bad layer argument, or an input shape the stack cannot take
-    before any data is loaded or any training starts.
-    """
-    import keras  # deferred: seconds to import
-
-    for stack, layers, shape in layer_stacks(spec):
-        for i, layer in enumerate(layers):
-            key = f"{stack}[{i}]"
-            where = f"{spec.path}:{layer.line}" if layer.line else str(spec.path)
-            cls = getattr(keras.layers, layer.class_name, None)
-            if not (isinstance(cls, type) and issubclass(cls, keras.layers.Layer)):
-                close = _close_matches(layer.class_name, _keras_layer_names(keras))
-                hint = f" Did you mean {', '.join(close)}?" if close else ""
-                raise SpecError(f"{where}: '{key}.class_name' is '{layer.class_name}', which is not a Keras "
-                                f"layer.{hint} Any class in keras.layers is allowed (e.g. Conv2D, Dense, "
-                                f"MaxPooling2D, Flatten, ReLU).")
-            try:
-                cls.from_config(dict(layer.config))
-            except Exception as exc:  # Keras raises TypeError/ValueError with useful text
-                raise SpecError(f"{where}: '{key}.config' is not valid for {layer.class_name}: {exc}") from None
-        try:
-            model = build_stack(layers, shape, spec.name)
-        except Exception as exc:
-            given = (f"dataset.input_shape={list(shape)}" if stack != "model.generator"
-                     else f"[model.latent_dim]={list(shape)}")
-            raise SpecError(f"{spec.path}: the layers in '{stack}' cannot take the input shape {given}: "
-                            f"{exc}") from None
-        if stack == "model.layers" and spec.labels and model.output_shape[-1] != len(spec.labels):
-            raise SpecError(f"{spec.path}: the last layer gives {model.output_shape[-1]} outputs but "
-                            f"'dataset.labels' has {len(spec.labels)} labels; make them match.")
-        if stack == "model.generator" and tuple(model.output_shape[1:]) != tuple(spec.input_shape):
-            raise SpecError(f"{spec.path}: 'model.generator' makes images of shape {list(model.output_shape[1:])} "
-                            f"but 'dataset.input_shape' is {list(spec.input_shape)}; make them match.")
-        if stack == "model.discriminator" and tuple(model.output_shape[1:]) != (1,):
-            raise SpecError(f"{spec.path}: 'model.discriminator' must end in one output (a real/fake logit), "
-                            f"it gives {list(model.output_shape[1:])}; end it with Dense(units=1).")
-
-
-def build_stack(layers: tuple[LayerSpec, ...], input_shape: tuple[int, ...], name: str,
-                batch_size: int | None = None) -> Any:
-    """A layer stack as a ``keras.Sequential`` on ``input_shape`` (untrained)."""
-    import keras
-
-    stack = [keras.Input(shape=input_shape, batch_size=batch_size, name="input")]
-    for i, layer in enumerate(layers):
-        config = dict(layer.config)
-        # Fixed names keep tensor names, and so the .tflite bytes, identical from run to run.
-        config.setdefault("name", f"{i}_{layer.class_name.lower()}")
-        stack.append(getattr(keras.layers, layer.class_name).from_config(config))
-    return keras.Sequential(stack, name=name)
-
-
-def build_keras_model(spec: Spec) -> Any:
-    """The spec's layer stack as a ``keras.Sequential`` on ``dataset.input_shape`` (untrained)."""
-    model = build_stack(spec.layers, tuple(spec.input_shape), spec.name)
-    output = model.output_shape
-    if spec.labels and output[-1] != len(spec.labels):
-        raise SpecError(f"{spec.path}: the last layer gives {output[-1]} outputs but "
-                        f"'dataset.labels' has {len(spec.labels)} labels; make them match.")
-    return model
-
-
-def _keras_layer_names(keras: Any) -> list[str]:
-    return [n for n in dir(keras.layers)
-            if isinstance(getattr(keras.layers, n), type) and issubclass(getattr(keras.layers, n), keras.layers.Layer)]
-
-
-def _close_matches(word: str, names: list[str]) -> list[str]:
-    import difflib
-
-    return difflib.get_close_matches(word, names, n=3, cutoff=0.6)

@@ -20,7 +20,8 @@ import numpy as np
 from ..errors import SpecError
 from ..fileio import sha256_bytes, write_atomic
 from .data import Dataset, load_dataset, normalize
-from .spec import Spec, build_keras_model, check_layers
+from .keras_stack import build_keras_model, check_layers
+from .spec import Spec
 from .stages import BuildOptions, Stages, UI, library_versions, stage_key
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -96,9 +97,9 @@ def affine_images(images: np.ndarray, max_shift: float, max_degrees: float, max_
 
 def augment(images: np.ndarray, spec: Spec, rng: np.random.Generator) -> np.ndarray:
     """One epoch's augmented copy of ``images`` as the spec's ``training.augmentation`` asks."""
-    if spec.rotation_degrees or spec.zoom:
-        return affine_images(images, spec.shift_pixels, spec.rotation_degrees, spec.zoom, rng)
-    return shift_images(images, spec.shift_pixels, rng)
+    if spec.training.rotation_degrees or spec.training.zoom:
+        return affine_images(images, spec.training.shift_pixels, spec.training.rotation_degrees, spec.training.zoom, rng)
+    return shift_images(images, spec.training.shift_pixels, rng)
 
 
 def _keras_object(kind: str, spec_obj: dict[str, Any], extra: dict[str, Any] | None = None) -> Any:
@@ -114,19 +115,19 @@ def _keras_object(kind: str, spec_obj: dict[str, Any], extra: dict[str, Any] | N
 
 def _schedule(spec: Spec, steps_per_epoch: int) -> Any | None:
     """The spec's LR schedule with decay/warmup steps derived from epochs (unless given)."""
-    if spec.lr_schedule is None:
+    if spec.training.lr_schedule is None:
         return None
-    config = dict(spec.lr_schedule.get("config") or {})
+    config = dict(spec.training.lr_schedule.get("config") or {})
     extra: dict[str, Any] = {}
-    warmup = spec.warmup_epochs * steps_per_epoch
-    if spec.lr_schedule["class_name"] == "CosineDecay":
-        extra.setdefault("decay_steps", max(1, spec.epochs * steps_per_epoch - warmup))
+    warmup = spec.training.warmup_epochs * steps_per_epoch
+    if spec.training.lr_schedule["class_name"] == "CosineDecay":
+        extra.setdefault("decay_steps", max(1, spec.training.epochs * steps_per_epoch - warmup))
         if warmup and "warmup_steps" not in config:
             extra["warmup_steps"] = warmup
     elif "decay_steps" not in config:
-        extra["decay_steps"] = max(1, spec.epochs * steps_per_epoch)
+        extra["decay_steps"] = max(1, spec.training.epochs * steps_per_epoch)
     extra = {k: v for k, v in extra.items() if k not in config}
-    return _keras_object("schedule", spec.lr_schedule, extra)
+    return _keras_object("schedule", spec.training.lr_schedule, extra)
 
 
 def train(spec: Spec, data: Dataset, on_epoch: EpochCallback | None = None,
@@ -134,28 +135,28 @@ def train(spec: Spec, data: Dataset, on_epoch: EpochCallback | None = None,
     """Fit the spec's model on ``data``; ``on_epoch``/``on_batch`` drive a progress display."""
     import keras
 
-    set_determinism(spec.seed)
+    set_determinism(spec.training.seed)
     model = build_keras_model(spec)
     x_all = data.x_train
     y_all = data.y_train
-    n_val = int(round(len(x_all) * spec.validation_split))
+    n_val = int(round(len(x_all) * spec.training.validation_split))
     x_fit, y_fit = x_all[: len(x_all) - n_val], y_all[: len(y_all) - n_val]
-    x_val = normalize(x_all[len(x_all) - n_val:], spec.norm_scale, spec.norm_offset) if n_val else None
+    x_val = normalize(x_all[len(x_all) - n_val:], spec.dataset.norm_scale, spec.dataset.norm_offset) if n_val else None
     y_val = y_all[len(y_all) - n_val:] if n_val else None
 
-    steps = -(-len(x_fit) // spec.batch_size)
+    steps = -(-len(x_fit) // spec.training.batch_size)
     schedule = _schedule(spec, steps)
     extra = {"learning_rate": schedule} if schedule is not None else {}
-    optimizer = _keras_object("optimizer", spec.optimizer, extra)
-    model.compile(optimizer=optimizer, loss=_keras_object("loss", spec.loss), metrics=["accuracy"])
+    optimizer = _keras_object("optimizer", spec.training.optimizer, extra)
+    model.compile(optimizer=optimizer, loss=_keras_object("loss", spec.training.loss), metrics=["accuracy"])
 
-    rng = np.random.default_rng(spec.seed)
+    rng = np.random.default_rng(spec.training.seed)
     history: dict[str, list[float]] = {}
-    for epoch in range(spec.epochs):
+    for epoch in range(spec.training.epochs):
         started = time.perf_counter()
-        x_epoch = normalize(augment(x_fit, spec, rng), spec.norm_scale, spec.norm_offset)
+        x_epoch = normalize(augment(x_fit, spec, rng), spec.dataset.norm_scale, spec.dataset.norm_offset)
         callbacks = [_BatchCallback(on_batch, steps)] if on_batch else []
-        fit = model.fit(x_epoch, y_fit, batch_size=spec.batch_size, epochs=epoch + 1, initial_epoch=epoch,
+        fit = model.fit(x_epoch, y_fit, batch_size=spec.training.batch_size, epochs=epoch + 1, initial_epoch=epoch,
                         validation_data=(x_val, y_val) if n_val else None, shuffle=True, verbose=0,
                         callbacks=callbacks)
         logs = {key: float(values[-1]) for key, values in fit.history.items()}
@@ -205,16 +206,16 @@ def trained_classifier(spec: Spec, options: BuildOptions, ui: UI) -> Any:
     """
     import keras
 
-    if not spec.layers:
+    if not spec.model.layers:
         raise SpecError(f"{spec.path}: a judging classifier must be a spec that trains 'model.layers'.")
     check_layers(spec)
-    data = load_dataset(spec.data_source(), spec.input_shape, options.data_dir, options.allow_download)
+    data = load_dataset(spec.data_source(), spec.dataset.input_shape, options.data_dir, options.allow_download)
     train_dir = train_stage(spec, data, Stages(ui, Path(options.work_dir) / "cache"), library_versions())
     return keras.models.load_model(train_dir / "model.keras")
 
 
 def _train_into(spec: Spec, data: Dataset, ui: UI, folder: Path) -> None:
-    result = train(spec, data, on_epoch=lambda e, logs: ui.epoch(e, spec.epochs, logs), on_batch=ui.batch)
+    result = train(spec, data, on_epoch=lambda e, logs: ui.epoch(e, spec.training.epochs, logs), on_batch=ui.batch)
     result.model.save(folder / "model.keras")
     save_history(folder / "history.json", result.history)
     weights = sha256_bytes(b"".join(w.tobytes() for w in result.model.get_weights()))

@@ -65,7 +65,7 @@ class Verification:
 
 def quantize_input(images: np.ndarray, spec: Spec, info: ModelInfo) -> np.ndarray:
     """Raw uint8 images -> the model's int8 input, exactly as the firmware must do it."""
-    return quantize_real(normalize(images, spec.norm_scale, spec.norm_offset), info.input.scale,
+    return quantize_real(normalize(images, spec.dataset.norm_scale, spec.dataset.norm_offset), info.input.scale,
                          info.input.zero_point)
 
 
@@ -159,7 +159,7 @@ def verify(spec: Spec, data: Dataset, keras_model: Any, tflite: bytes, info: Mod
     inputs = quantize_input(data.x_test, spec, info)
     float_accuracy = None
     if keras_model is not None:
-        float_logits = keras_model.predict(normalize(data.x_test, spec.norm_scale, spec.norm_offset),
+        float_logits = keras_model.predict(normalize(data.x_test, spec.dataset.norm_scale, spec.dataset.norm_offset),
                                            batch_size=1000, verbose=0)
         float_accuracy = float(np.mean(float_logits.reshape(len(labels), -1).argmax(axis=1) == labels) * 100.0)
     return _compare(tflite, inputs, labels, float_accuracy, progress)
