@@ -22,21 +22,45 @@ import numpy as np
 
 from ..errors import AcceptanceError, DataError, ModelError, SpecError
 from ..fileio import content_hash, sha256_bytes, write_atomic, write_if_changed
-from .codegen import TestVectors, check_io, check_ops, check_quantization, generate, select_test_images
+from .arena import FACTS
+from .codegen import (
+    TestVectors,
+    check_io,
+    check_ops,
+    check_quantization,
+    generate,
+    select_test_images,
+)
 from .data import Dataset, load_dataset
 from .gan_pipeline import build_gan
+from .keras_stack import check_layers
 from .model_file import float_input_shape, load_float_model, model_kind
 from .plots import confusion_plot, training_curve
 from .quantize import RECIPE, quantize
-from .arena import FACTS
-from .sources import generated_facts, model_from_sources
-from .keras_stack import check_layers
+from .sources import generated_facts, generated_model
 from .spec import Spec
-from .stages import BuildOptions, BuildResult, StageTime, Stages, UI, library_versions, stage_key
+from .stages import (
+    UI,
+    BuildOptions,
+    BuildResult,
+    Stages,
+    StageTime,
+    library_versions,
+    stage_key,
+)
 from .tflite_model import ModelInfo, count_macs, count_parameters, inspect_model
 from .train import train_stage
-from .verify import METHOD as VERIFY_METHOD, Verification, confusion_matrix, describe_divergence, quantize_input
-from .verify import random_inputs, run_tflm, verify, verify_outputs
+from .verify import METHOD as VERIFY_METHOD
+from .verify import (
+    Verification,
+    confusion_matrix,
+    describe_divergence,
+    quantize_input,
+    random_inputs,
+    run_tflm,
+    verify,
+    verify_outputs,
+)
 
 __all__ = ["BuildOptions", "BuildResult", "build_model", "check_acceptance", "committed_model"]
 
@@ -203,15 +227,7 @@ def committed_model(spec: Spec, out_dir: Path | None = None) -> bytes | None:
         "trained_from" not in facts and stamp is not None and stamp in facts.get("generated_by", ""))
     if not same or facts.get("name") != spec.name:
         return None
-    try:
-        model = model_from_sources(folder / "model_data.cc")
-    except (OSError, ValueError) as err:
-        raise ModelError(f"{folder} has a {FACTS} for this spec but no readable model ({err}): restore the "
-                         f"folder (git checkout -- {folder}) or train anew with --retrain") from None
-    if sha256_bytes(model) != facts.get("model_sha256"):
-        raise ModelError(f"{folder / 'model_data.cc'} does not hold the model {folder / FACTS} describes (sha256 "
-                         f"differs): restore the folder (git checkout -- {folder}) or train anew with --retrain")
-    return model
+    return generated_model(folder, f"restore the folder (git checkout -- {folder}) or train anew with --retrain")
 
 
 def _output_dir(spec: Spec, out_dir: Path | None) -> Path:

@@ -31,15 +31,18 @@ def generated_facts(folder: Path) -> dict[str, Any]:
     return json.loads((Path(folder) / FACTS).read_text())
 
 
-def generated_model(folder: Path) -> bytes:
-    """The ``.tflite`` compiled into the image: ``model_data.cc``'s bytes, checked against the facts file."""
+def generated_model(folder: Path, remedy: str = "regenerate with `west tinyml build`") -> bytes:
+    """The ``.tflite`` compiled into the image: ``model_data.cc``'s bytes, checked against the facts file.
+
+    ``remedy`` ends the error message: what the caller's user should do (regenerate, restore the
+    committed folder, retrain...).
+    """
     folder = Path(folder)
     source, facts_file = folder / "model_data.cc", folder / FACTS
     try:
         model, facts = model_from_sources(source), generated_facts(folder)
     except (OSError, ValueError) as err:
-        raise ModelError(f"cannot read the generated model in {folder}: {err}; rerun `west tinyml build`") from None
+        raise ModelError(f"cannot read the generated model in {folder} ({err}): {remedy}") from None
     if sha256_bytes(model) != facts.get("model_sha256"):
-        raise ModelError(f"{source} does not hold the model {facts_file} describes (sha256 differs): "
-                         f"regenerate with `west tinyml build`")
+        raise ModelError(f"{source} does not hold the model {facts_file} describes (sha256 differs): {remedy}")
     return model
