@@ -146,6 +146,28 @@ def test_npz_float_images_and_missing_keys(tmp_path: Path):
         load_dataset(DataSource(path=path), (4, 4, 1))
 
 
+def test_rows_as_a_sequence_and_flat_inputs_are_filled_from_the_same_images(mnist_dir: Path, mnist):
+    """An LSTM over image rows takes [28, 28]; a dense network [784]: the same pixels, reshaped."""
+    rows = load_dataset("mnist", (28, 28), mnist_dir, allow_download=False)
+    flat = load_dataset("mnist", (784,), mnist_dir, allow_download=False)
+    assert rows.x_test.shape == (10_000, 28, 28) and flat.x_test.shape == (10_000, 784)
+    assert np.array_equal(rows.x_test, mnist.x_test[..., 0]) and np.array_equal(flat.x_train.reshape(mnist.x_train.shape),
+                                                                                  mnist.x_train)
+    assert np.array_equal(rows.y_test, mnist.y_test) and rows.fingerprint == mnist.fingerprint
+    assert any("28 steps of 28 pixels" in note for note in rows.notes)
+    assert any("flattened row by row" in note for note in flat.notes)
+
+
+def test_a_flat_input_of_an_image_folder_is_a_square_image(tmp_path: Path, digits):
+    x_train, y_train, x_test, y_test = digits
+    _write_folder(tmp_path / "train", x_train, y_train, NAMES)
+    _write_folder(tmp_path / "test", x_test, y_test, NAMES)
+    data = load_dataset(DataSource(path=tmp_path), (14 * 14,))          # 28x28 digits resized to 14x14
+    assert data.x_train.shape == (200, 196) and any("14×14×1 image flattened" in n for n in data.notes)
+    with pytest.raises(DataError, match=r"flat \[200\], which is no square grey or RGB image"):
+        load_dataset(DataSource(path=tmp_path), (200,))
+
+
 def test_shape_the_pipeline_cannot_take(tmp_path: Path):
     with pytest.raises(DataError, match=r"input_shape' is \[28, 28, 2\].*1 \(grey\) or 3 \(RGB\)"):
         load_dataset(DataSource(path=tmp_path / "x.npz"), (28, 28, 2))

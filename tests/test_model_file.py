@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, embedded_test_inputs
-from zephyr_tinyml.errors import ModelError
+from zephyr_tinyml.errors import AcceptanceError, ModelError
 from zephyr_tinyml.model.model_file import name_from_path, spec_for_model_file
 from zephyr_tinyml.model.pipeline import BuildOptions, build_model
 from zephyr_tinyml.model.tflite_model import inspect_model
 from zephyr_tinyml.ui import SilentUI
-from zephyr_tinyml.model.verify import run_tflm
+from zephyr_tinyml.model.verify import quantize_input, run_tflm
 
 FOREIGN = ROOT.parent / "shared" / "foreign-models"
 
@@ -66,6 +66,39 @@ def test_int8_tflite_without_data_gets_random_test_inputs(tmp_path: Path):
     assert (tmp_path / "work" / "hello_world_int8.tflite").read_bytes() == path.read_bytes()
 
 
+def test_mnist_lstm_over_image_rows_is_measured_where_tflm_kernel_differs_by_design(tmp_path: Path, mnist_dir: Path):
+    """An int8 LSTM over MNIST's rows (input [1, 28, 28]), as TFLM's mnist_lstm example makes it, with the data.
+
+    TFLM's integer LSTM is not TFLite's reference kernel: on some digits their int8 outputs differ by
+    more than rounding. The build measures what that costs on the 10,000 test digits instead of
+    stopping at the first differing byte, and the generated app still expects host TFLM's bytes.
+    """
+    path = ROOT / "tests" / "fixtures" / "mnist_lstm_int8.tflite"
+    spec = spec_for_model_file(path, data_dir=mnist_dir, output_dir=tmp_path / "gen", work_dir=tmp_path / "work")
+    result = build_model(spec, BuildOptions(work_dir=tmp_path / "work", data_dir=mnist_dir), SilentUI())
+    v = result.verification
+    assert any("28 steps of 28 pixels" in note for note in result.data_notes)
+    assert v.images == 10_000 and v.tflm_accuracy is not None and v.tflm_accuracy > 85.0
+    assert v.ref_by_design_mismatches > 0 and v.ref_unexplained_mismatches == 0
+    assert v.first_divergence is not None and v.first_divergence["op"] == "UNIDIRECTIONAL_SEQUENCE_LSTM"
+    assert v.kernel_accuracy_gap <= 0.5 and v.kernel_argmax_agreement_percent >= 99.0
+    assert 0 < v.kernel_mean_abs_error <= v.kernel_max_abs_error
+    assert result.macs.total == 28 * 4 * (20 * 28 + 20 * 20) + 28 * 20 * 10
+    # Test vectors are host TFLM's outputs (the device contract), not the reference kernels'.
+    data_cc = (tmp_path / "gen" / "test_data.cc").read_text()
+    assert "#define TINYML_TEST_PIXELS 1" in (tmp_path / "gen" / "test_data.h").read_text()
+    pixels = np.array([np.frombuffer(x, np.uint8) for x in embedded_test_inputs(data_cc)]).reshape(-1, 28, 28)
+    inputs = quantize_input(pixels, spec, inspect_model(path.read_bytes()))
+    assert np.array_equal(np.array(_numbers(data_cc, "kTestOutputs")), run_tflm(path.read_bytes(), inputs))
+
+    strict = spec_for_model_file(path, data_dir=mnist_dir, output_dir=tmp_path / "gen2", work_dir=tmp_path / "work",
+                                 acceptance={"min_kernel_argmax_agreement": 100.0})
+    with pytest.raises(AcceptanceError) as err:
+        build_model(strict, BuildOptions(work_dir=tmp_path / "work", data_dir=mnist_dir), SilentUI())
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM kernel gives other int8 outputs than TFLite's (by design)" in str(err.value)
+    assert "--min-kernel-agreement" in str(err.value) and not (tmp_path / "gen2").exists()
+
+
 def test_keyword_spotting_model_with_labels_file(tmp_path: Path):
     path = _foreign("micro_speech.tflite")
     labels = tmp_path / "labels.txt"
@@ -89,14 +122,18 @@ def test_wrong_labels_count_is_refused(tmp_path: Path):
     assert not (tmp_path / "gen").exists()
 
 
-def _float_tflite(inputs: int = 1) -> bytes:
+def _dense_model(inputs: int = 1):
     import keras
-    import tensorflow as tf
 
     ins = [keras.Input((4,), batch_size=1) for _ in range(inputs)]
     joined = ins[0] if inputs == 1 else keras.layers.Concatenate()(ins)
-    model = keras.Model(ins, keras.layers.Dense(2)(joined))
-    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    return keras.Model(ins, keras.layers.Dense(2)(joined))
+
+
+def _float_tflite(inputs: int = 1) -> bytes:
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_keras_model(_dense_model(inputs)).convert()
 
 
 def test_float_tflite_is_refused_with_advice(tmp_path: Path):
@@ -106,6 +143,24 @@ def test_float_tflite_is_refused_with_advice(tmp_path: Path):
     with pytest.raises(ModelError) as err:
         build_model(spec, BuildOptions(work_dir=tmp_path / "work"), SilentUI())
     assert "input is float32" in str(err.value) and "quantize it from its source model" in str(err.value)
+    assert not (tmp_path / "gen").exists()
+
+
+def test_16_bit_activation_model_is_refused_as_int16_not_as_float(tmp_path: Path):
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(_dense_model())
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([np.full((1, 4), v, np.float32)] for v in (-1.0, 0.0, 1.0))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int16
+    path = tmp_path / "int16x8.tflite"
+    path.write_bytes(converter.convert())
+    with pytest.raises(ModelError) as err:
+        build_model(spec_for_model_file(path, output_dir=tmp_path / "gen"), BuildOptions(work_dir=tmp_path / "w"),
+                    SilentUI())
+    assert "input is int16" in str(err.value) and "16-bit-activation model" in str(err.value)
+    assert "float" not in str(err.value).split("int16x8")[0]
     assert not (tmp_path / "gen").exists()
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 from zephyr_tinyml.device.bench import BenchRow, render
 from zephyr_tinyml.firmware.op_profile import op_costs, parse_profile, render_ops, to_instructions
 from zephyr_tinyml.model.sources import generated_model
-from zephyr_tinyml.model.tflite_model import count_macs, macs_per_op
+from zephyr_tinyml.model.tflite_model import MacCount, count_macs, macs_per_op
 
 MNIST = Path(__file__).resolve().parents[1] / "samples" / "mnist" / "generated"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 RUN = """\
 CORRECT classification! 9
@@ -37,7 +38,8 @@ def test_macs_per_op_names_every_op_and_adds_up_to_the_model() -> None:
                                          "FULLY_CONNECTED", "FULLY_CONNECTED"]
     # 28x28x8 outputs of a 5x5x1 kernel; 13x13x4 of 5x5x8; 144 -> 64; 64 -> 10.
     assert [macs for _, macs in ops] == [156_800, 0, 135_200, 0, 0, 9_216, 640]
-    assert sum(macs for _, macs in ops) == count_macs(tflite) == 301_856
+    assert sum(macs for _, macs in ops if macs) == count_macs(tflite).total == 301_856
+    assert count_macs(tflite).not_counted == ()
 
 
 def test_profile_lines_become_named_ops_with_instructions() -> None:
@@ -73,3 +75,38 @@ def test_the_op_table_and_the_bench_json() -> None:
     assert "| 0 CONV_2D | 1,471,040 | 59.3 % |" in lines[2] and "156,800" in lines[2]
     row = BenchRow("mnist", "qemu_cortex_m3", "cmsis-nn", ops=costs)
     assert '"op": "CONV_2D"' in render([row], "json")
+
+
+
+def test_macs_count_lstm_gates_and_batch_matmul() -> None:
+    import tensorflow as tf
+
+    # An int8 LSTM over MNIST's 28 rows (tests/fixtures/make_mnist_lstm_fixture.py: Keras 2's fused LSTM,
+    # as TFLM's mnist_lstm example makes it), 20 cells: per row 4 gates x (20x28 input + 20x20
+    # recurrent) weights; then the 28 steps x 20 outputs -> 10 classes.
+    lstm = (FIXTURES / "mnist_lstm_int8.tflite").read_bytes()
+    ops = macs_per_op(lstm)
+    assert ops[0] == ("UNIDIRECTIONAL_SEQUENCE_LSTM", 28 * 4 * (20 * 28 + 20 * 20))
+    dense = [macs for name, macs in ops if name == "FULLY_CONNECTED"]
+    assert count_macs(lstm) == MacCount(107_520 + sum(dense)) and dense == [28 * 20 * 10]
+
+    # [2, 3, 8] x [2, 5, 8] transposed: 2 x 3 x 5 outputs of 8 products each.
+    @tf.function(input_signature=[tf.TensorSpec((2, 3, 8), tf.float32), tf.TensorSpec((2, 5, 8), tf.float32)])
+    def matmul(a, b):
+        return tf.linalg.matmul(a, b, transpose_b=True)
+
+    converted = tf.lite.TFLiteConverter.from_concrete_functions([matmul.get_concrete_function()]).convert()
+    assert macs_per_op(converted) == [("BATCH_MATMUL", 2 * 3 * 5 * 8)]
+
+
+def test_an_op_that_multiplies_without_a_count_is_not_counted_rather_than_zero() -> None:
+    import tensorflow as tf
+
+    # Keras 3 converts an LSTM layer to a WHILE loop over the time steps: its body's products are
+    # not in the main subgraph's ops, so the loop is "not counted" and the dense layer still is.
+    keras_model = tf.keras.Sequential([tf.keras.Input((6, 4), batch_size=1), tf.keras.layers.LSTM(3),
+                                       tf.keras.layers.Dense(2)])
+    loop = tf.lite.TFLiteConverter.from_keras_model(keras_model).convert()
+    assert ("WHILE", None) in macs_per_op(loop)
+    assert count_macs(loop) == MacCount(3 * 2, ("WHILE",))
+    assert str(count_macs(loop)) == "6 (not counted: WHILE)"

@@ -46,7 +46,7 @@ def test_model_is_int8_batch_one_without_dynamic_shape_ops(short_build):
     assert info.input.shape == (1, 28, 28, 1) and info.output.shape == (1, 10)
     assert info.unique_ops == ("CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D", "RESHAPE")
     assert info.labels == tuple(str(d) for d in range(10))   # read back from TFLite metadata
-    assert result.params == 10_930 and result.macs == 301_856
+    assert result.params == 10_930 and result.macs.total == 301_856
     # Per-tensor Dense weights: Zephyr 3.x's TFLM reads only the first scale of a per-channel one.
     from zephyr_tinyml.model.tflite_model import per_channel_ops
     assert per_channel_ops(result.tflite_path.read_bytes()) == []
@@ -196,7 +196,7 @@ def test_bad_input_fails_before_any_output(case: str, tmp_path: Path, mnist_dir:
         expected = (SpecError, "'model.layers[1].class_name' is 'Relu', which is not a Keras layer")
     elif case == "wrong-input-shape":
         data["dataset"]["input_shape"] = [28, 28, 2]
-        expected = (DataError, "input_shape' is [28, 28, 2]; image data sets need [height, width, channels]")
+        expected = (DataError, "input_shape' is [28, 28, 2]; image data sets fill a model input of [height, width, channels]")
     elif case == "missing-data":
         data_dir = tmp_path / "empty"
         data_dir.mkdir()

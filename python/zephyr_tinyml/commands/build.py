@@ -48,6 +48,11 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     files.add_argument("--test-inputs", type=int, default=10, metavar="K",
                        help="inputs embedded for the on-device check (default: 10)")
     files.add_argument("--name", help="model name for generated symbols and folders (default: from the file name)")
+    files.add_argument("--max-kernel-accuracy-gap", type=float, metavar="POINTS",
+                       help="where an op's TFLM kernel differs from TFLite's by design (an LSTM): TFLite reference "
+                            "accuracy minus TFLM's, at most (default: 0.5)")
+    files.add_argument("--min-kernel-agreement", type=float, metavar="PERCENT",
+                       help="...and the share of inputs on which both pick the same argmax, at least (default: 99)")
     p_build.add_argument("--work-dir", metavar="DIR",
                          help="outputs and cache (default: ./build/tinyml/<model>)")
     p_build.add_argument("--out", metavar="DIR",
@@ -100,9 +105,12 @@ def cmd_build(args: argparse.Namespace) -> int:
             data_dir=Path(args.data_dir) if args.data_dir else None,
             labels=read_labels_file(Path(args.labels)) if args.labels else (),
             input_scale=args.input_scale, input_offset=args.input_offset, test_inputs=args.test_inputs,
-            output_dir=Path(args.out) if args.out else None, work_dir=work)
+            output_dir=Path(args.out) if args.out else None, work_dir=work,
+            acceptance={key: value for key, value in (
+                ("max_kernel_accuracy_gap", args.max_kernel_accuracy_gap),
+                ("min_kernel_argmax_agreement", args.min_kernel_agreement)) if value is not None})
     else:
-        for option in ("dataset", "labels", "name"):
+        for option in ("dataset", "labels", "name", "max_kernel_accuracy_gap", "min_kernel_agreement"):
             if getattr(args, option):
                 raise TinymlError(f"--{option} is for a model file (.tflite, .keras, .h5, SavedModel); for a spec, "
                                   f"set it in the spec's dataset section.")

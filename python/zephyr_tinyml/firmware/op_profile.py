@@ -27,7 +27,7 @@ class OpCost:
     op: str                 # builtin name, e.g. CONV_2D; "?" when the model has fewer ops
     cycles: int
     instructions: int       # under QEMU icount, from the calibration; 0 without one
-    macs: int               # multiply-accumulates of this op (0: pooling, reshape, ...)
+    macs: int | None        # multiply-accumulates of this op (0: pooling, reshape, ...; None: not counted)
 
     @property
     def per_mac(self) -> float:
@@ -81,7 +81,8 @@ def render_ops(rows: list[tuple[str, str, str, list[OpCost]]], fmt: str) -> str:
             figure = c.instructions or c.cycles
             count = f"{figure:,}" if c.instructions else f"{figure:,} cycles"
             lines.append([model, board, kernels, f"{c.index} {c.op}", count, f"{100 * figure / total:.1f} %",
-                          f"{c.macs:,}" if c.macs else "", f"{c.per_mac:.2f}" if c.macs else ""])
+                          "not counted" if c.macs is None else f"{c.macs:,}" if c.macs else "",
+                          f"{c.per_mac:.2f}" if c.macs else ""])
     if fmt == "markdown":
         out = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] * 4 + ["---:"] * 4) + " |"]
         return "\n".join(out + ["| " + " | ".join(line) + " |" for line in lines])

@@ -117,13 +117,22 @@ def check_io(info: ModelInfo, origin: str) -> None:
                          f"batch_size=1)).")
     for what, tensor in (("input", info.input), ("output", info.output)):
         if tensor.dtype != "int8":
-            advice = ("quantize it from its source model instead: give the .keras, .h5 or SavedModel with "
-                      "--data-dir (zephyr-tinyml then quantizes it to full int8 and verifies it)"
-                      if tensor.dtype == "float32" else
-                      "convert with inference_input_type/inference_output_type = tf.int8")
-            raise ModelError(f"{origin}: the model's {what} is {tensor.dtype}; the device runs full-int8 models "
-                             f"(int8 input and output). A float model would run TFLM's float kernels, several "
-                             f"times slower and 4 times larger: {advice}.")
+            raise ModelError(f"{origin}: the model's {what} is {tensor.dtype}; the generated app runs full-int8 "
+                             f"models (int8 input, output and activations). {_IO_ADVICE.get(tensor.dtype, _IO_OTHER)}")
+
+
+# What to do about a model whose input or output is not int8, by its type: never call a model float
+# that is not (a 16-bit-activation model is integer, and has TFLM kernels of its own).
+_IO_ADVICE = {
+    "float32": "A float model would run TFLM's float kernels, several times slower and 4 times larger: "
+               "quantize it from its source model instead: give the .keras, .h5 or SavedModel with "
+               "--data-dir (zephyr-tinyml then quantizes it to full int8 and verifies it).",
+    "int16": "An int16 input or output is a 16-bit-activation model (TFLite's int16x8 mode: int16 activations, "
+             "int8 weights), which this runtime does not deploy yet: convert it with int8 activations (the "
+             "default full-integer recipe, inference_input_type/inference_output_type = tf.int8), or give "
+             "its float source model with --data-dir and zephyr-tinyml quantizes it to int8.",
+}
+_IO_OTHER = "Convert with inference_input_type/inference_output_type = tf.int8."
 
 
 def generate(spec: Spec, tflite: bytes, info: ModelInfo, arena_measured: int, tests: TestVectors,

@@ -111,14 +111,19 @@ def normalize(images: np.ndarray, scale: float, offset: float) -> np.ndarray:
 
 def load_dataset(source: str | DataSource, input_shape: tuple[int, ...], data_dir: Path | None = None,
                  allow_download: bool = True, classes: int | None = None) -> Dataset:
-    """Load ``source`` and bring its images to ``input_shape`` (H, W, 1 or 3).
+    """Load ``source`` and bring its images to the model's ``input_shape``.
 
-    A built-in name looks in ``data_dir``, then ``$TINYML_DATA_DIR``, then Keras' download cache.
-    ``classes`` (the model's outputs) bounds the labels: one out of range is an error naming the file.
+    ``input_shape`` is [H, W, 1 or 3] (images), [H, W] (grey images whose rows are a sequence: an
+    LSTM over the rows) or [N] (images flattened row by row): the images are fitted to the
+    [H, W, C] behind it (:func:`image_shape`) and then reshaped, and a note says which mapping was
+    used. A built-in name looks in ``data_dir``, then ``$TINYML_DATA_DIR``, then Keras' download
+    cache. ``classes`` (the model's outputs) bounds the labels: one out of range is an error naming
+    the file.
     """
     if isinstance(source, str):
         source = DataSource(name=source)
-    _check_shape(input_shape, source)
+    input_shape = tuple(int(d) for d in input_shape)
+    image = image_shape(input_shape, None, source.origin) if len(input_shape) != 1 else None
     notes: list[str] = []
     class_names: tuple[str, ...] = ()
     if source.name is not None:
@@ -135,7 +140,8 @@ def load_dataset(source: str | DataSource, input_shape: tuple[int, ...], data_di
         if path.suffix == ".npz":
             arrays, where = _read_npz(path), str(path)
         elif path.is_dir():
-            folder = load_image_folder(path, input_shape, source.test_split, source.seed, source.labels)
+            image = image or image_shape(input_shape, None, source.origin)
+            folder = load_image_folder(path, image, source.test_split, source.seed, source.labels)
             arrays, where, class_names = folder.arrays, str(path), folder.class_names
             notes.extend(folder.notes)
         elif not path.exists():
@@ -146,9 +152,17 @@ def load_dataset(source: str | DataSource, input_shape: tuple[int, ...], data_di
                             f"file.")
     if "about" in arrays:
         notes.append(f"{where}: {arrays['about']}")
-    x_train, note = fit_images(arrays["x_train"], input_shape, f"{where} (x_train)")
+    image = image or image_shape(input_shape, _native_shape(arrays["x_train"]), source.origin)
+    x_train, note = fit_images(arrays["x_train"], image, f"{where} (x_train)")
     notes.extend([note] if note else [])
-    x_test, _ = fit_images(arrays["x_test"], input_shape, f"{where} (x_test)")
+    x_test, _ = fit_images(arrays["x_test"], image, f"{where} (x_test)")
+    if image != input_shape:
+        x_train, x_test = x_train.reshape((-1,) + input_shape), x_test.reshape((-1,) + input_shape)
+        height, width, channels = image
+        notes.append(f"model input {list(input_shape)}: " + (
+            f"each {width}×{height} grey image is {height} steps of {width} pixels (its rows, top to bottom)"
+            if len(input_shape) == 2 else
+            f"each {width}×{height}×{channels} image flattened row by row (channels innermost)"))
     y_train = _labels(arrays["y_train"], len(x_train), f"{where} (y_train)", classes)
     y_test = _labels(arrays["y_test"], len(x_test), f"{where} (y_test)", classes)
     digest = hashlib.sha256()
@@ -157,10 +171,42 @@ def load_dataset(source: str | DataSource, input_shape: tuple[int, ...], data_di
     return Dataset(x_train, y_train, x_test, y_test, where, digest.hexdigest(), class_names, tuple(notes))
 
 
-def _check_shape(input_shape: tuple[int, ...], source: DataSource) -> None:
-    if len(input_shape) != 3 or input_shape[-1] not in (1, 3):
-        raise DataError(f"{source.origin}: 'dataset.input_shape' is {list(input_shape)}; image data sets need "
-                        f"[height, width, channels] with 1 (grey) or 3 (RGB) channels.")
+def image_shape(input_shape: tuple[int, ...], native: tuple[int, int, int] | None,
+                origin: str) -> tuple[int, int, int]:
+    """The [H, W, C] images that fill a model input of ``input_shape``.
+
+    [H, W, 1 or 3] is itself; [H, W] is grey H×W (the rows as a sequence); [N] is the data's own
+    image shape (``native``) when it holds N values, else a square grey, else a square RGB image of
+    N values. Anything else cannot be filled from images: a DataError naming the accepted forms.
+    """
+    shape = tuple(int(d) for d in input_shape)
+    if len(shape) == 3 and shape[-1] in (1, 3):
+        return shape[0], shape[1], shape[2]
+    if len(shape) == 2:
+        return shape[0], shape[1], 1
+    if len(shape) == 1:
+        values = shape[0]
+        if native is not None and native[0] * native[1] * native[2] == values:
+            return native
+        for channels in (1, 3):
+            side = round((values / channels) ** 0.5)
+            if side * side * channels == values:
+                return side, side, channels
+        raise DataError(f"{origin}: the model's input is flat [{values}], which is no square grey or RGB image "
+                        + (f"and not the data's {native[1]}×{native[0]}×{native[2]} images " if native else "")
+                        + "; give the model an input of [height, width, channels], or reshape the data to it.")
+    raise DataError(f"{origin}: 'dataset.input_shape' is {list(shape)}; image data sets fill a model input of "
+                    f"[height, width, channels] with 1 (grey) or 3 (RGB) channels, [height, width] (grey rows "
+                    f"as a sequence) or [height*width*channels] (flat).")
+
+
+def _native_shape(images: np.ndarray) -> tuple[int, int, int] | None:
+    """The H, W, C of a loaded image array (N×H×W grey or N×H×W×C); None for another shape."""
+    if images.ndim == 3:
+        return int(images.shape[1]), int(images.shape[2]), 1
+    if images.ndim == 4:
+        return int(images.shape[1]), int(images.shape[2]), int(images.shape[3])
+    return None
 
 
 def fit_images(images: np.ndarray, input_shape: tuple[int, ...], where: str) -> tuple[np.ndarray, str]:

@@ -86,7 +86,7 @@ def spec_for_model_file(model_path: Path, *, name: str | None = None, dataset: s
                         data_dir: Path | None = None, labels: tuple[str, ...] = (),
                         input_scale: float = 1 / 255, input_offset: float = 0.0, test_inputs: int = 10,
                         representative_samples: int = 500, output_dir: Path | None = None,
-                        work_dir: Path | None = None) -> Spec:
+                        work_dir: Path | None = None, acceptance: dict[str, float] | None = None) -> Spec:
     """The spec for a model file given on the command line (see the module docstring)."""
     model_path = Path(model_path).resolve()
     if not model_path.exists():
@@ -108,6 +108,8 @@ def spec_for_model_file(model_path: Path, *, name: str | None = None, dataset: s
     data: dict[str, Any] = {"name": name, "dataset": ds, "model": {"file": str(model_path)},
                             "quantization": {"representative_samples": representative_samples},
                             "codegen": {"test_images": test_inputs}}
+    if acceptance:
+        data["acceptance"] = dict(acceptance)
     work = Path(work_dir) if work_dir else Path.cwd() / "build" / "tinyml" / name
     return spec_from_data(data, model_path, output_dir=Path(output_dir) if output_dir else work / "generated",
                           description=f"{model_path.name}, trained elsewhere")

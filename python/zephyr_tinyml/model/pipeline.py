@@ -342,6 +342,18 @@ def check_acceptance(spec: Spec, v: Verification) -> None:
     if v.accuracy_drop > spec.acceptance.max_accuracy_drop:
         faults.append(f"float->int8 drop {v.accuracy_drop:.2f} points exceeds acceptance.max_accuracy_drop "
                       f"{spec.acceptance.max_accuracy_drop:g}")
+    if v.ref_by_design_mismatches:
+        op = (v.first_divergence or {}).get("op", "?")
+        cost = (f"on {v.ref_by_design_mismatches:,} of {v.images:,} inputs TFLM's {op} kernel gives other int8 "
+                f"outputs than TFLite's (by design)")
+        if v.kernel_accuracy_gap > spec.acceptance.max_kernel_accuracy_gap:
+            faults.append(f"{cost}, and TFLM's accuracy is {v.kernel_accuracy_gap:.2f} points below TFLite's: more "
+                          f"than acceptance.max_kernel_accuracy_gap {spec.acceptance.max_kernel_accuracy_gap:g}")
+        if v.kernel_argmax_agreement_percent < spec.acceptance.min_kernel_argmax_agreement:
+            faults.append(f"{cost}, and the two pick the same argmax on {v.kernel_argmax_agreement_percent:.2f} % "
+                          f"of them: below acceptance.min_kernel_argmax_agreement "
+                          f"{spec.acceptance.min_kernel_argmax_agreement:g} % (outputs differ by up to "
+                          f"{v.kernel_max_abs_error:.4g}, {v.kernel_mean_abs_error:.3g} on average, dequantized)")
     if v.ref_unexplained_mismatches:
         fault = (f"{v.ref_unexplained_mismatches} test images give int8 outputs in TFLM that the TFLite "
                  f"reference kernels do not, beyond a 1-LSB requantization rounding difference")
@@ -363,8 +375,13 @@ def check_acceptance(spec: Spec, v: Verification) -> None:
         hint = ("The float model reaches the bar but the int8 model does not, so quantization is where "
                 "accuracy is lost: more or more typical quantization.representative_samples, or layers "
                 "that quantize better (ReLU6 over unbounded activations, BatchNormalization folded)")
-    else:
+    elif v.ref_unexplained_mismatches:
         hint = "TFLM and the reference kernels must agree bit for bit before a model is deployed"
+    else:
+        hint = ("An op whose TFLM kernel differs from TFLite's by design costs this model more than its bars "
+                "allow; the device runs TFLM's kernel (it equals host TFLM byte for byte). If the cost is acceptable, "
+                "relax the bars: acceptance.max_kernel_accuracy_gap and min_kernel_argmax_agreement in a spec, "
+                "--max-kernel-accuracy-gap and --min-kernel-agreement for a model file")
+    relax = "" if v.ref_by_design_mismatches and not v.ref_unexplained_mismatches else "; or relax 'acceptance' in the spec"
     raise AcceptanceError(f"{spec.path}: the model misses its acceptance bars: " + "; ".join(faults)
-                          + f". Measured {figures}. {hint}; or relax 'acceptance' in the spec. "
-                            "No sources were generated.")
+                          + f". Measured {figures}. {hint}{relax}. No sources were generated.")

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .data import Dataset, normalize
+from .data import Dataset, image_shape, normalize
 from ..errors import ModelError
 from ..fileio import captured_fd
 from .spec import Spec
@@ -107,7 +107,7 @@ def add_label_metadata(spec: Spec, tflite: bytes, labels: tuple[str, ...] = ()) 
     """
     meta = ClassifierMetadata(name=spec.name, description=spec.description, labels=tuple(labels or spec.dataset.labels),
                               mean=(-spec.dataset.norm_offset / spec.dataset.norm_scale,), std=(1.0 / spec.dataset.norm_scale,),
-                              channels=int(spec.dataset.input_shape[-1]))
+                              channels=image_shape(tuple(spec.dataset.input_shape), None, spec.path.name)[2])
     return write_metadata(tflite, meta)
 
 

@@ -32,6 +32,10 @@ def summary_table(result: BuildResult) -> Table:
          + (f" (first differing op: {', '.join(f'{k} {n}' for k, n in v.ref_divergence_ops.items())})"
             if v.ref_divergence_ops else "")),
         ("  of which unexplained (fails the build)", f"{v.ref_unexplained_mismatches:,}"),
+        ("  of which by design (TFLM's own kernel)", f"{v.ref_by_design_mismatches:,}"
+         + (f": argmax agrees on {v.kernel_argmax_agreement:,} / {v.images:,}, outputs differ by up to "
+            f"{v.kernel_max_abs_error:.4g} ({v.kernel_mean_abs_error:.3g} mean, dequantized); the device runs "
+            f"TFLM's kernel" if v.ref_by_design_mismatches else "")),
         ("TFLM vs TFLite-optimized argmax agreement", f"{v.optimized_argmax_agreement:,} / {v.images:,}"),
         ("test inputs embedded for the device", f"{len(result.generated.test_labels) or result.spec.codegen.test_images}"
          + (" (labelled images)" if result.generated.test_labels else " (seeded random; device output checked "
@@ -39,7 +43,7 @@ def summary_table(result: BuildResult) -> Table:
         ("model (.tflite) bytes", f"{result.info.size:,}"),
         ("arena bytes (host TFLM needs -> generated)", f"{v.arena_host_bytes:,} -> {result.generated.arena_size:,}"),
         ("parameters", f"{result.params:,}"),
-        ("MACs per inference", f"{result.macs:,}"),
+        ("MACs per inference", str(result.macs)),
         ("ops", ", ".join(result.info.unique_ops)),
         ("generated sources", str(result.generated.folder)),
     ]

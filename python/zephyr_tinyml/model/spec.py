@@ -124,6 +124,10 @@ class AcceptanceSpec:
     max_accuracy_drop: float
     min_confident_percent: float | None   # a GAN: share of confidently classified images, int8 generator
     min_class_evenness: float | None      # a GAN: normalized entropy of the class histogram (1 = even)
+    # Where TFLM's kernel differs from TFLite's by design (an LSTM): TFLite reference accuracy minus
+    # TFLM's, at most, in points; and how often the two pick the same argmax, at least, in percent.
+    max_kernel_accuracy_gap: float = 0.5
+    min_kernel_argmax_agreement: float = 99.0
 
 
 @dataclass(frozen=True)
@@ -306,6 +310,12 @@ SCHEMA: dict[str, Key] = {
         "min_confident_percent": Key("float", check=_percent, doc="a GAN: percent of generated images "
                                                                   "the classifier is confident about"),
         "min_class_evenness": Key("float", check=_unit, doc="a GAN: normalized entropy of the classes drawn"),
+        "max_kernel_accuracy_gap": Key("float", check=_percent, default=0.5,
+                                       doc="percentage points: TFLite reference minus TFLM accuracy, where an op's "
+                                           "TFLM kernel differs from TFLite's by design (an LSTM)"),
+        "min_kernel_argmax_agreement": Key("float", check=_percent, default=99.0,
+                                           doc="percent of inputs on which TFLM and TFLite's reference kernels "
+                                               "pick the same argmax, where an op's kernels differ by design"),
     }),
     "quality": Key("map", children={
         "classifier": Key("str", required=True, doc="the spec (name or .yaml) of the classifier that judges "
@@ -534,7 +544,9 @@ def spec_from_data(data: dict[str, Any], path: Path, lines: dict[str, int] | Non
         acceptance=AcceptanceSpec(
             min_int8_accuracy=float(ac["min_int8_accuracy"]), max_accuracy_drop=float(ac["max_accuracy_drop"]),
             min_confident_percent=_float_or_none(ac.get("min_confident_percent")),
-            min_class_evenness=_float_or_none(ac.get("min_class_evenness"))),
+            min_class_evenness=_float_or_none(ac.get("min_class_evenness")),
+            max_kernel_accuracy_gap=float(ac["max_kernel_accuracy_gap"]),
+            min_kernel_argmax_agreement=float(ac["min_kernel_argmax_agreement"])),
         codegen=CodegenSpec(
             test_images=cg["test_images"], arena_margin_percent=float(cg["arena_margin_percent"]),
             arena_alignment=cg["arena_alignment"],

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Protocol
 from .. import __version__
 from .codegen import Generated
 from .spec import Spec
-from .tflite_model import ModelInfo
+from .tflite_model import MacCount, ModelInfo
 from .verify import Verification
 
 
@@ -64,7 +64,7 @@ class BuildResult:
     verification: Verification
     generated: Generated
     params: int
-    macs: int
+    macs: MacCount
     timings: dict[str, StageTime] = field(default_factory=dict)
     data_notes: tuple[str, ...] = ()
     quality: dict[str, Any] | None = None  # a GAN's generated images as its classifier sees them
@@ -88,13 +88,18 @@ class BuildResult:
             "tflm_vs_tflite_ref_unexplained_mismatches": v.ref_unexplained_mismatches,
             "tflm_vs_tflite_ref_divergence_ops": v.ref_divergence_ops,
             "tflm_vs_tflite_ref_first_divergence": v.first_divergence,
+            "tflm_vs_tflite_ref_by_design_mismatches": v.ref_by_design_mismatches,
+            "tflm_vs_tflite_ref_argmax_agreement": v.kernel_argmax_agreement,
+            "tflm_vs_tflite_ref_max_abs_error": v.kernel_max_abs_error,
+            "tflm_vs_tflite_ref_mean_abs_error": v.kernel_mean_abs_error,
             "tflm_vs_tflite_optimized_argmax_agreement": v.optimized_argmax_agreement,
             "tflm_vs_tflite_optimized_vector_differences": v.optimized_vector_differences,
             "model_bytes": self.info.size,
             "arena_host_measured_bytes": v.arena_host_bytes,
             "arena_bytes": self.generated.arena_size,
             "parameters": self.params,
-            "macs_per_inference": self.macs,
+            "macs_per_inference": self.macs.total,
+            "macs_not_counted_ops": list(self.macs.not_counted),
             "ops": list(self.info.unique_ops),
             "generated_dir": str(self.generated.folder),
             "stage_seconds": {k: round(t.seconds, 2) for k, t in self.timings.items()},

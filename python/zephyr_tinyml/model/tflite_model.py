@@ -129,14 +129,33 @@ def int8_only_ops(tflite: bytes) -> tuple[str, ...]:
     return tuple(sorted(name for name, ok in verdict.items() if ok and name))
 
 
-def count_macs(tflite: bytes) -> int:
-    """Multiply-accumulates per inference of the conv, transposed conv, depthwise and fully connected layers."""
-    return sum(macs for _, macs in macs_per_op(tflite))
+@dataclass(frozen=True)
+class MacCount:
+    """Multiply-accumulates per inference, and the ops that multiply but could not be counted.
+
+    Why the second field: a sum that silently leaves out an LSTM's gates (or a custom op) reads as
+    a small model; the reports show the ops left out next to the figure.
+    """
+
+    total: int
+    not_counted: tuple[str, ...] = ()    # op names, sorted, that multiply but have no count
+
+    def __str__(self) -> str:
+        counted = f"{self.total:,}"
+        return counted + (f" (not counted: {', '.join(self.not_counted)})" if self.not_counted else "")
 
 
-def macs_per_op(tflite: bytes) -> list[tuple[str, int]]:
+def count_macs(tflite: bytes) -> MacCount:
+    """Multiply-accumulates per inference of every op that multiplies by weights or by another tensor."""
+    ops = macs_per_op(tflite)
+    return MacCount(sum(macs for _, macs in ops if macs is not None),
+                    tuple(sorted({name for name, macs in ops if macs is None})))
+
+
+def macs_per_op(tflite: bytes) -> list[tuple[str, int | None]]:
     """Every op of the main subgraph in execution order: its name and multiply-accumulates per
-    inference (0 for ops that do none: pooling, reshape, softmax, ...)."""
+    inference: 0 for ops that do none (pooling, reshape, softmax, element-wise arithmetic), None
+    for an op that multiplies but has no count here (a custom op, a bidirectional RNN)."""
     interpreter = tf_lite_interpreter(tflite)
     shapes = {t["index"]: tuple(int(d) for d in t["shape"]) for t in interpreter.get_tensor_details()}
     result = []
@@ -146,27 +165,88 @@ def macs_per_op(tflite: bytes) -> list[tuple[str, int]]:
     return result
 
 
-def _op_macs(name: str, inputs: list[int], outputs: list[int], shapes: dict[int, tuple[int, ...]]) -> int:
-    if len(inputs) < 2 or not outputs:
+# Ops that multiply (by weights, or one tensor by another along a shared dimension) with no formula
+# here: the bidirectional RNNs, and control flow whose subgraphs run a number of times only known at
+# run time (Keras 3's LSTM layers convert to a WHILE loop). Any op that is not a builtin (a custom
+# op) is not counted either.
+_UNCOUNTED_OPS = frozenset({"BIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_RNN", "CONV_3D_TRANSPOSE",
+                            "WHILE", "IF"})
+# Counted ops: a missing shape makes them "not counted" rather than 0.
+_COUNTED_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED", "CONV_3D",
+                          "BATCH_MATMUL", "LSTM", "UNIDIRECTIONAL_SEQUENCE_LSTM", "RNN",
+                          "UNIDIRECTIONAL_SEQUENCE_RNN", "SVDF"})
+# Input positions of the (input, recurrent, peephole, projection) weights of TFLite's LSTM ops
+# (lite/kernels/lstm_shared.h): optional ones are -1 when absent (CIFG, no peephole, no projection).
+_LSTM_MATRICES = (1, 2, 3, 4, 5, 6, 7, 8, 16)
+_LSTM_PEEPHOLES = (9, 10, 11)
+
+
+def _product(dims: tuple[int, ...]) -> int:
+    result = 1
+    for dim in dims:
+        result *= dim
+    return result
+
+
+def _op_macs(name: str, inputs: list[int], outputs: list[int],
+             shapes: dict[int, tuple[int, ...]]) -> int | None:
+    counted = name in _COUNTED_OPS
+    if name in _UNCOUNTED_OPS or not (counted or _is_builtin(name)):
+        return None
+    if not counted:
         return 0
+    macs = _counted_op_macs(name, inputs, outputs, shapes) if len(inputs) >= 2 and outputs else None
+    return macs
+
+
+def _counted_op_macs(name: str, inputs: list[int], outputs: list[int],
+                     shapes: dict[int, tuple[int, ...]]) -> int | None:
     out, weights = shapes.get(outputs[0], ()), shapes.get(inputs[1], ())
     if name == "CONV_2D" and len(out) == 4 and len(weights) == 4:
-        return out[0] * out[1] * out[2] * out[3] * weights[1] * weights[2] * weights[3]
+        return _product(out) * weights[1] * weights[2] * weights[3]
     if name == "DEPTHWISE_CONV_2D" and len(out) == 4 and len(weights) == 4:
-        return out[0] * out[1] * out[2] * out[3] * weights[1] * weights[2]
+        return _product(out) * weights[1] * weights[2]
+    if name == "CONV_3D" and len(out) == 5 and len(weights) == 5:
+        # weights (depth, height, width, in channels, out channels)
+        return _product(out) * _product(weights[:4])
     if name == "TRANSPOSE_CONV" and len(inputs) >= 3 and len(weights) == 4:
         # Inputs: output shape, weights (out channels, kh, kw, in channels), data. Every input value is
         # multiplied into a kh x kw x out-channels patch (cropped at the edges by 'same' padding).
         data = shapes.get(inputs[2], ())
-        if len(data) == 4:
-            return data[0] * data[1] * data[2] * data[3] * weights[0] * weights[1] * weights[2]
-        return 0
+        return _product(data) * weights[0] * weights[1] * weights[2] if len(data) == 4 else None
     if name == "FULLY_CONNECTED" and len(weights) == 2:
-        rows = 1
-        for dim in out[:-1]:
-            rows *= dim
-        return rows * weights[0] * weights[1]
-    return 0
+        return _product(out[:-1]) * weights[0] * weights[1]
+    if name == "BATCH_MATMUL" and len(out) >= 2:
+        # x is [..., M, K] (or [..., K, M] with adj_x): its last two dimensions hold M*K either way.
+        x = shapes.get(inputs[0], ())
+        if len(x) < 2 or out[-2] == 0:
+            return None
+        return _product(out) * (x[-1] * x[-2] // out[-2])
+    if name in ("LSTM", "UNIDIRECTIONAL_SEQUENCE_LSTM", "RNN", "UNIDIRECTIONAL_SEQUENCE_RNN", "SVDF"):
+        # Per step (each batch row x time step of the input), one matrix-vector product per weight
+        # matrix (LSTM: four input and four recurrent gate matrices, the projection; RNN: input and
+        # recurrent weights; SVDF: feature and time weights) and one product per peephole weight.
+        data = shapes.get(inputs[0], ())
+        if not data:
+            return None
+        if name.endswith("LSTM"):
+            matrices = [shapes.get(inputs[i], ()) for i in _LSTM_MATRICES if i < len(inputs) and inputs[i] >= 0]
+            vectors = [shapes.get(inputs[i], ()) for i in _LSTM_PEEPHOLES if i < len(inputs) and inputs[i] >= 0]
+        else:
+            matrices = [shapes.get(i, ()) for i in inputs[1:3] if i >= 0]
+            vectors = []
+        if any(len(m) != 2 for m in matrices) or any(len(v) != 1 for v in vectors) or not matrices:
+            return None
+        per_step = sum(m[0] * m[1] for m in matrices) + sum(v[0] for v in vectors)
+        return _product(data[:-1]) * per_step
+    return None
+
+
+def _is_builtin(name: str) -> bool:
+    """Whether ``name`` is one of TFLite's builtin ops (a custom op reports its custom code)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    return hasattr(schema.BuiltinOperator, name)
 
 
 def count_parameters(tflite: bytes) -> int:
