@@ -17,6 +17,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+# The Zephyr tier's firmware builds live in build/tests/<name> (the same depth each) and Zephyr
+# compiles through ccache when it is installed: with the paths inside the clone made relative, the
+# build folder left out of the hash (-g would put it in) and the app's -fmacro-prefix-map ignored
+# (it names the app on every compiler line, but changes no object outside the app), TFLM and
+# Zephyr's own files compiled for one app are reused by the next app for the same board and by the
+# next run, in any clone. Test images only: their debug info names one folder for all of them.
+TEST_BUILDS = ROOT / "build" / "tests"
+os.environ.setdefault("CCACHE_BASEDIR", str(ROOT))
+os.environ.setdefault("CCACHE_NOHASHDIR", "1")
+os.environ.setdefault("CCACHE_IGNOREOPTIONS", "-fmacro-prefix-map=*")
+
 SHARED_MNIST = ROOT.parent / "shared" / "datasets" / "mnist"
 
 
@@ -77,12 +88,18 @@ def short_build(tmp_path_factory, mnist_dir: Path):
 
 
 _TIER_OUTCOMES: dict[str, list[str]] = {"host": [], "zephyr": []}
+_TIER_SECONDS: dict[str, float] = {"host": 0.0, "zephyr": 0.0}
 
 
 def pytest_runtest_logreport(report) -> None:
-    """Remember each test's outcome by tier (``@pytest.mark.zephyr`` or host)."""
+    """Remember each test's outcome and time (set-up, call, tear-down) by tier (``@pytest.mark.zephyr`` or host).
+
+    A module fixture's build is timed in the set-up of the first test that uses it, so the sums are
+    each tier's share of the wall time: CI's budget is kept per tier.
+    """
+    tier = "zephyr" if "zephyr" in report.keywords else "host"
+    _TIER_SECONDS[tier] += report.duration
     if report.when == "call" or report.skipped:
-        tier = "zephyr" if "zephyr" in report.keywords else "host"
         _TIER_OUTCOMES[tier].append(report.outcome)
 
 
@@ -100,7 +117,8 @@ def pytest_terminal_summary(terminalreporter) -> None:
             else:
                 terminalreporter.write_line(f"tier zephyr: SKIPPED ({skipped} tests) - {why}")
         else:
-            terminalreporter.write_line(f"tier {tier}: ran {ran} tests" + (f", {skipped} skipped" if skipped else ""))
+            terminalreporter.write_line(f"tier {tier}: ran {ran} tests" + (f", {skipped} skipped" if skipped else "")
+                                        + f" in {_TIER_SECONDS[tier]:.0f} s")
 
 
 def embedded_test_packed(data_cc: str) -> list[bytes]:

@@ -2,7 +2,7 @@
 serving, a stopped device times out, a dead one ends the run with a report, and outputs equal host TFLM.
 
 Needs a Zephyr workspace, the Arm toolchain and qemu-system-arm; skipped with the reason otherwise.
-The app is built once into build/test-eval/ of the repository (gitignored) and rebuilt
+The app is built once into build/tests/ of the repository (gitignored) and rebuilt
 incrementally, because compiling TFLM from scratch takes minutes; ``TINYML_EVAL_BUILD_DIR`` names
 another build folder of samples/mnist_eval for qemu_cortex_m3 to reuse (a twister one works too), and
 ``TINYML_EVAL_GENERATED_DIR`` other model sources than samples/mnist/generated to compile in.
@@ -26,12 +26,13 @@ from zephyr_tinyml.device.link import QemuLink
 from zephyr_tinyml.device.session import Session
 from zephyr_tinyml.model.verify import run_tflm
 
+from conftest import TEST_BUILDS
 from damaged_frames import DAMAGED
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL_APP = REPO / "samples" / "mnist_eval"
 GENERATED = Path(os.environ.get("TINYML_EVAL_GENERATED_DIR", REPO / "samples" / "mnist" / "generated"))
-BUILD = Path(os.environ.get("TINYML_EVAL_BUILD_DIR", REPO / "build" / "test-eval" / "qemu_cortex_m3"))
+BUILD = Path(os.environ.get("TINYML_EVAL_BUILD_DIR", TEST_BUILDS / "mnist_eval-qemu_cortex_m3"))
 
 pytestmark = [pytest.mark.zephyr]
 
@@ -223,7 +224,7 @@ def test_dsp_paths_on_mps2_an521_answer_from_boot_bit_exact(reference) -> None:
     the DSP extension, QEMU's CPU0 gets it (zephyr/cmake/qemu.cmake), and the app answers the info
     requests the host sends while it boots (Arm's CMSDK UART raises no interrupt for a character that
     arrived before the receive interrupt was enabled: the app used to wait for it forever). A second
-    TFLM build, in build/test-eval/mps2_an521-cmsis-nn-dsp."""
+    TFLM build, in build/tests/mnist_eval-mps2_an521-cmsis-nn-dsp."""
     from zephyr_tinyml.firmware.build import build_app, build_config, kernels_args, kernels_problem
     from zephyr_tinyml.firmware.zephyr_env import find_zephyr
 
@@ -232,7 +233,7 @@ def test_dsp_paths_on_mps2_an521_answer_from_boot_bit_exact(reference) -> None:
         pytest.skip(why)
     if shutil.which("qemu-system-arm") is None:
         pytest.skip("qemu-system-arm is not installed")
-    build = REPO / "build" / "test-eval" / "mps2_an521-cmsis-nn-dsp"
+    build = TEST_BUILDS / "mnist_eval-mps2_an521-cmsis-nn-dsp"
     build_app(EVAL_APP, "mps2_an521", build, GENERATED, zephyr=zephyr, extra_cmake_args=kernels_args("cmsis-nn-dsp"))
     config = build_config(build)
     assert kernels_problem(config, "mps2_an521", "cmsis-nn-dsp") is None

@@ -201,27 +201,74 @@ def require_kernels(build_dir: Path, board: str, kernels: str | None) -> None:
         raise FirmwareError(problem + " (the configure output above shows Kconfig's warning)")
 
 
+# runtime.cpp's line before its failure when AllocateTensors() failed in the whole arena.
+ARENA_SHORT = re.compile(r"^arena_size=(\d+)\s*$", re.MULTILINE)
+# The measuring runs' extra arena, in percent of the generated size: half as big again (another
+# revision's extra scratch), then four times (a recorded figure far off); a model that needs more
+# is refused, its arena size named.
+ARENA_GROWTH = (50, 300)
+
+
 def run_measuring_arena(app_dir: Path, board: str, build_dir: Path, folder: Path,
                         console: Any = None) -> tuple[str, dict[str, Any]]:
     """Run a QEMU build; record the arena the device used and, if that changed the header, rebuild and rerun.
 
     Returns the last run's output and SUMMARY fields. The rebuild compiles only the files that
-    include ``model_arena.h``.
+    include ``model_arena.h``. When ``AllocateTensors()`` fails in the generated arena (another
+    TFLM or CMSIS-NN revision than the one measured can ask for more scratch), a run in an arena
+    half as big again, then if need be one four times as big, measures what this build needs
+    (``TINYML_ARENA_EXTRA``, the runtime's files only); that figure is recorded like any other and
+    the image is rebuilt without the extra.
     """
     output = run_qemu(build_dir)
+    short = ARENA_SHORT.search(output)
+    measuring = short is not None and SUMMARY.search(output) is None
+    if measuring:
+        size = int(short.group(1))
+        tried = []
+        for grow in ARENA_GROWTH:
+            extra = device_arena_size(size * grow // 100)
+            tried.append(size + extra)
+            if console is not None:
+                console.print(f"arena: AllocateTensors() failed on {board} in {size if len(tried) == 1 else tried[-2]:,} "
+                              f"bytes (model_arena.h allocates {size:,} for this kernel build); measuring it in "
+                              f"{size + extra:,}")
+            build_app(app_dir, board, build_dir, folder, extra_cmake_args=(f"-DTINYML_ARENA_EXTRA={extra}",))
+            output = run_qemu(build_dir)
+            if SUMMARY.search(output) is not None:
+                break
+        else:
+            _clear_arena_extra(app_dir, board, build_dir, folder)
+            raise FirmwareError(f"AllocateTensors() failed on {board} in {size:,} bytes and again in "
+                                f"{', '.join(f'{t:,}' for t in tried)}: an op the resolver lacks, or a model too "
+                                f"big for the board (CONFIG_TINYML_TFLM_ERROR_STRINGS=y prints TFLM's reason):\n"
+                                + output[-2000:])
     summary = parse_summary(output)
     kernels, used, needed = summary.get("kernels"), summary.get("arena_used"), summary.get("arena_needed")
     if not (isinstance(kernels, str) and isinstance(used, int) and isinstance(needed, int) and needed):
+        if measuring:
+            _clear_arena_extra(app_dir, board, build_dir, folder)
+            raise FirmwareError(f"AllocateTensors() failed on {board} in the generated arena and this app does "
+                                f"not measure it (CONFIG_TINYML_ARENA_PROBE): raise 'arena_margin_percent'")
         return output, summary      # an app without the arena probe: nothing to record
-    if record_device_arena(folder, kernels, needed, used, canonical(board)):
+    if record_device_arena(folder, kernels, needed, used, canonical(board)) or measuring:
+        was = size if measuring else summary.get("arena_size", 0)
         if console is not None:
             console.print(f"arena: on {board} with the {kernels} kernels AllocateTensors() needs {needed:,} bytes "
                           f"({used:,} used afterwards); model_arena.h now allocates {device_arena_size(needed):,} "
-                          f"for them (was {summary.get('arena_size', 0):,}); rebuilding and running again")
-        build_app(app_dir, board, build_dir, folder)
+                          f"for them (was {was:,}); rebuilding and running again")
+        if measuring:
+            _clear_arena_extra(app_dir, board, build_dir, folder)
+        else:
+            build_app(app_dir, board, build_dir, folder)
         output = run_qemu(build_dir)
         summary = parse_summary(output)
     return output, summary
+
+
+def _clear_arena_extra(app_dir: Path, board: str, build_dir: Path, folder: Path) -> None:
+    """Rebuild without the measuring run's extra arena bytes (the image users get never has them)."""
+    build_app(app_dir, board, build_dir, folder, extra_cmake_args=("-DTINYML_ARENA_EXTRA=",))
 
 
 def _cached_board(build_dir: Path) -> str | None:

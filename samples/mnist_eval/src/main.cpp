@@ -167,7 +167,7 @@ void SendInfo(uint16_t seq, const ModelFacts& facts)
 	frame[7] = (uint8_t)tinyml::kNumClasses;
 	PutU32(frame + 8, (uint32_t)tinyml::kModelDataSize);
 	PutU16(frame + 12, facts.crc);
-	PutU32(frame + 14, (uint32_t)tinyml::kTensorArenaSize);
+	PutU32(frame + 14, (uint32_t)tinyml::ArenaSize());
 	PutU32(frame + 18, facts.arena_used);
 	PutU32(frame + 22, (uint32_t)sys_clock_hw_cycles_per_sec());
 	Send(evalproto::kReplyMarker, frame, 26);
@@ -237,7 +237,7 @@ int main(void)
 
 	printk("tinyml-eval ready: model %s, %u bytes, crc 0x%04x, arena %u of %u bytes\n",
 	       tinyml::kModelName, (unsigned)tinyml::kModelDataSize, (unsigned)facts.crc,
-	       (unsigned)facts.arena_used, (unsigned)tinyml::kTensorArenaSize);
+	       (unsigned)facts.arena_used, (unsigned)tinyml::ArenaSize());
 
 	for (;;) {
 		evalproto::Request request;

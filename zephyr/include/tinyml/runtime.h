@@ -25,8 +25,11 @@ int Fail(const char* what);
 /* Index of the largest int8 score (the first one on ties, like numpy's argmax). */
 int ArgMax(const int8_t* scores, int count = kNumClasses);
 
-/* The tensor arena: kTensorArenaSize bytes, 16-byte aligned. */
+/* The tensor arena: ArenaSize() bytes, 16-byte aligned. */
 uint8_t* Arena();
+
+/* model_arena.h's kTensorArenaSize, plus TINYML_ARENA_EXTRA when the build defines it (runtime.cpp). */
+size_t ArenaSize();
 
 /*
  * CONFIG_TINYML_ARENA_PROBE: the smallest arena (a multiple of 16 bytes) in which

@@ -23,8 +23,17 @@ namespace {
 OpResolver resolver;
 const tflite::Model* model = nullptr;
 
-/* The size model_arena.h chose for this kernel build (measured on a device, or host TFLM's figure). */
-alignas(16) uint8_t tensor_arena[kTensorArenaSize];
+/*
+ * The size model_arena.h chose for this kernel build (measured on a device, or host TFLM's figure),
+ * plus TINYML_ARENA_EXTRA bytes when a build asks for them: `west tinyml build --run` does, once,
+ * when AllocateTensors() failed in the generated size (another TFLM or CMSIS-NN revision can ask
+ * for more scratch), so that the probe below can measure what this build needs.
+ */
+#if !defined(TINYML_ARENA_EXTRA)
+#define TINYML_ARENA_EXTRA 0
+#endif
+constexpr size_t kArenaSize = kTensorArenaSize + TINYML_ARENA_EXTRA;
+alignas(16) uint8_t tensor_arena[kArenaSize];
 
 size_t arena_needed = 0;
 
@@ -54,11 +63,11 @@ bool AllocatesIn(const tflite::Model* model, const OpResolver& resolver, size_t 
 size_t ProbeArenaNeeded(const tflite::Model* model, const OpResolver& resolver)
 {
 	size_t used = 0;
-	if (!AllocatesIn(model, resolver, kTensorArenaSize, &used) || used == 0) {
+	if (!AllocatesIn(model, resolver, kArenaSize, &used) || used == 0) {
 		return 0;
 	}
 	size_t fails = (used - 1) / kArenaStep * kArenaStep; /* below what it used: cannot work */
-	size_t works = kTensorArenaSize;
+	size_t works = kArenaSize;
 	while (works - fails > kArenaStep) {
 		const size_t middle = fails + (works - fails) / (2 * kArenaStep) * kArenaStep;
 		if (AllocatesIn(model, resolver, middle, nullptr)) {
@@ -95,6 +104,11 @@ uint8_t* Arena()
 	return tensor_arena;
 }
 
+size_t ArenaSize()
+{
+	return kArenaSize;
+}
+
 size_t ArenaNeeded()
 {
 	return arena_needed;
@@ -122,9 +136,10 @@ tflite::MicroInterpreter* StartInterpreter()
 	arena_needed = ProbeArenaNeeded(model, resolver);
 #endif
 
-	static tflite::MicroInterpreter interpreter(model, resolver, tensor_arena, kTensorArenaSize);
+	static tflite::MicroInterpreter interpreter(model, resolver, tensor_arena, kArenaSize);
 	if (interpreter.AllocateTensors() != kTfLiteOk) {
-		/* TFLM has already logged the cause: a missing op or a short arena. */
+		/* TFLM has already logged the cause: a missing op or a short arena. The host reads the size. */
+		printk("arena_size=%u\n", (unsigned)kArenaSize);
 		Fail("AllocateTensors failed (missing op or arena too small; "
 		     "CONFIG_TINYML_TFLM_ERROR_STRINGS=y shows TFLM's reason)");
 		return nullptr;

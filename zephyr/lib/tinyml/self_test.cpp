@@ -91,8 +91,8 @@ int RunSelfTest()
 	const size_t arena_needed = ArenaNeeded();
 	printk("model %s: %u bytes, arena used %u of %u bytes (AllocateTensors needs %u): %s\n",
 	       kModelName, (unsigned)kModelDataSize, (unsigned)arena_used,
-	       (unsigned)kTensorArenaSize, (unsigned)arena_needed,
-	       arena_used <= kTensorArenaSize ? "ARENA OK" : "ARENA OVER");
+	       (unsigned)ArenaSize(), (unsigned)arena_needed,
+	       arena_used <= ArenaSize() ? "ARENA OK" : "ARENA OVER");
 
 	int correct = 0;
 	uint64_t cycles = 0;
@@ -165,7 +165,7 @@ int RunSelfTest()
 #endif
 	printk("SUMMARY correct=%d/%d arena_used=%u arena_size=%u cycles_per_inference=%u "
 	       "us_per_inference=%u kernels=%s arena_needed=%u",
-	       correct, kNumTests, (unsigned)arena_used, (unsigned)kTensorArenaSize,
+	       correct, kNumTests, (unsigned)arena_used, (unsigned)ArenaSize(),
 	       (unsigned)per_inference, (unsigned)k_cyc_to_us_floor64(per_inference), kKernelsName,
 	       (unsigned)arena_needed);
 #if defined(CONFIG_QEMU_ICOUNT) && defined(__arm__)
