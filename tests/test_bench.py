@@ -13,12 +13,15 @@ from zephyr_tinyml.firmware.build import FirmwareError, kernels_args
 
 def test_kernel_choice_replaces_the_other_one_in_a_build_folder() -> None:
     assert kernels_args(None) == ()
-    assert kernels_args("reference") == ("-UCONFIG_TINYML_CMSIS_NN_DSP_PATHS", "-UCONFIG_TINYML_KERNELS_CMSIS_NN",
+    # Zephyr keeps a command line's CONFIG_ values in the cache twice (CONFIG_ and CLI_CONFIG_): both go.
+    assert kernels_args("reference") == ("-UCONFIG_TINYML_CMSIS_NN_DSP_PATHS", "-UCLI_CONFIG_TINYML_CMSIS_NN_DSP_PATHS",
+                                         "-UCONFIG_TINYML_KERNELS_CMSIS_NN", "-UCLI_CONFIG_TINYML_KERNELS_CMSIS_NN",
                                          "-DCONFIG_TINYML_KERNELS_REFERENCE=y")
-    assert kernels_args("cmsis-nn") == ("-UCONFIG_TINYML_CMSIS_NN_DSP_PATHS", "-UCONFIG_TINYML_KERNELS_REFERENCE",
+    assert kernels_args("cmsis-nn") == ("-UCONFIG_TINYML_CMSIS_NN_DSP_PATHS", "-UCLI_CONFIG_TINYML_CMSIS_NN_DSP_PATHS",
+                                        "-UCONFIG_TINYML_KERNELS_REFERENCE", "-UCLI_CONFIG_TINYML_KERNELS_REFERENCE",
                                         "-DCONFIG_TINYML_KERNELS_CMSIS_NN=y")
-    assert kernels_args("cmsis-nn-dsp") == ("-UCONFIG_TINYML_KERNELS_REFERENCE", "-DCONFIG_TINYML_KERNELS_CMSIS_NN=y",
-                                            "-DCONFIG_TINYML_CMSIS_NN_DSP_PATHS=y")
+    assert kernels_args("cmsis-nn-dsp") == ("-UCONFIG_TINYML_KERNELS_REFERENCE", "-UCLI_CONFIG_TINYML_KERNELS_REFERENCE",
+                                            "-DCONFIG_TINYML_KERNELS_CMSIS_NN=y", "-DCONFIG_TINYML_CMSIS_NN_DSP_PATHS=y")
     with pytest.raises(FirmwareError, match="unknown kernels 'fast'"):
         kernels_args("fast")
 

@@ -201,6 +201,34 @@ def test_model_from_elsewhere_runs_bit_exact_on_the_device(tmp_path: Path) -> No
 
 @pytest.mark.zephyr
 @pytest.mark.slow
+def test_an_lstm_over_image_rows_classifies_every_digit_from_a_fresh_state(tmp_path: Path, mnist_dir: Path) -> None:
+    """`tinyml build mnist_lstm_int8.tflite --data-dir ... --run`: an LSTM (variable tensors) on the device.
+
+    The embedded digits run in class order; without a reset of the LSTM's state before each
+    inference the "1" after the "0" comes out a 7 (measured), on the device as on the host.
+    """
+    import os
+    import subprocess
+    import sys
+
+    zephyr, why = find_zephyr()
+    if zephyr is None:
+        pytest.skip(why)
+    if shutil.which("qemu-system-arm") is None:
+        pytest.skip("qemu-system-arm is not installed")
+    run = subprocess.run([sys.executable, "-m", "zephyr_tinyml.cli", "build", str(REPO / "tests" / "fixtures" /
+                          "mnist_lstm_int8.tflite"), "--data-dir", str(mnist_dir), "--run", "--board", "qemu_cortex_m3",
+                          "--work-dir", str(tmp_path / "work"),
+                          "--build-dir", str(TEST_BUILDS / "run_model-qemu_cortex_m3")],
+                         capture_output=True, text=True, timeout=1800,
+                         env={**os.environ, "PYTHONPATH": str(REPO / "python")})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert run.stdout.count("CORRECT classification! ") == 10 and "WRONG" not in run.stdout
+    assert "SUMMARY correct=10/10 " in run.stdout
+
+
+@pytest.mark.zephyr
+@pytest.mark.slow
 def test_a_kernel_that_is_not_bit_exact_is_named(qemu_build: Path) -> None:
     """An image that corrupts the second convolution's output (TINYML_TEST_CORRUPT_TENSOR, a
     definition on the runtime library only: seconds to rebuild) fails its self test, traces the

@@ -11,7 +11,8 @@ from rich.console import Console
 
 from ..device.eval_run import DEFAULT_IMAGES, DEFAULT_LATENTS, EvalOptions, run_eval
 from ..device.evaluate import EvalReport, outputs_report_text, report_text
-from ..layout import DEFAULT_BOARD
+from ..layout import DEFAULT_BOARD, work_dir
+from ..model.model_file import is_model_path, name_from_path, spec_for_model_file
 from ..model.spec import load_spec, resolve_spec_path
 
 
@@ -25,7 +26,9 @@ def add_command(sub: argparse._SubParsersAction) -> None:
                     "1 when any image fails or differs. For a GAN spec (models/dcgan.yaml) it streams seeded latent "
                     "vectors instead, compares every generated pixel with host TFLM and writes a PNG grid of the "
                     "digits the device drew, labelled by the spec's classifier. Protocol: docs/protocol.md.")
-    p.add_argument("model", help="model name in models/ (e.g. mnist) or path to a spec .yaml")
+    p.add_argument("model", help="model name in models/ (e.g. mnist), path to a spec .yaml, or the model file "
+                                 "`tinyml build` was given (.tflite, .keras, .h5, SavedModel; with the same "
+                                 "--data-dir and --work-dir)")
     p.add_argument("--board", "-b", default=DEFAULT_BOARD, help=f"Zephyr board (default: {DEFAULT_BOARD})")
     count = p.add_mutually_exclusive_group()
     count.add_argument("-n", "--images", type=int, metavar="N",
@@ -68,7 +71,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Everything ``tinyml eval`` does, in order; returns the exit status."""
     started = time.perf_counter()
     console = Console(stderr=True)
-    spec = load_spec(resolve_spec_path(args.model))
+    if is_model_path(args.model):
+        # What `tinyml build <file>` made: its spec, and its sources in <work-dir>/generated.
+        path = Path(args.model)
+        spec = spec_for_model_file(path, data_dir=Path(args.data_dir) if args.data_dir else None,
+                                   work_dir=work_dir(name_from_path(path), args.work_dir))
+    else:
+        spec = load_spec(resolve_spec_path(args.model))
     report, work = run_eval(spec, options_of(args), console, started)
     if args.format == "json":
         print(json.dumps(report.to_json(), indent=1))

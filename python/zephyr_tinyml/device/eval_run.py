@@ -83,7 +83,9 @@ def evaluate_classifier(options: EvalOptions, spec: Spec, work: Path, tflite: by
                         console: Any) -> Any:
     """Load the test images, open the link (building the app unless --no-build), stream and compare:
     the :class:`~zephyr_tinyml.device.evaluate.EvalReport`, nothing written."""
-    data = load_dataset(spec.data_source(), spec.dataset.input_shape, Path(options.data_dir) if options.data_dir else None)
+    # A model file's spec names no input shape: the model's own (as `tinyml build` took it).
+    shape = tuple(spec.dataset.input_shape) or tuple(inspect_model(tflite, tflite_path).input.shape[1:])
+    data = load_dataset(spec.data_source(), shape, Path(options.data_dir) if options.data_dir else None)
     total = len(data.x_test) if options.all else min(DEFAULT_IMAGES if options.images is None else options.images, len(data.x_test))
     if total <= 0:
         raise TinymlError("-n must be at least 1")
@@ -203,7 +205,10 @@ def _run(options: EvalOptions, spec: Spec, tflite: bytes, tflite_path: Path, dat
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     labels = data.y_test[:total]
-    report = compare(outcome, indices, labels, tflm, tflite_out, float_pred, info, spec.dataset.labels, options.board,
+    # The class names as the build chose them: the spec's, the model's metadata, the data's folders, else numbers.
+    names = (spec.dataset.labels or info_model.labels or data.class_names
+             or tuple(str(i) for i in range(int(info_model.output.shape[-1]))))
+    report = compare(outcome, indices, labels, tflm, tflite_out, float_pred, info, names, options.board,
                      link.description)
     if report.mismatches:
         first = report.mismatches[0].test_index

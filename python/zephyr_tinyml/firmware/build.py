@@ -172,9 +172,12 @@ def kernels_args(kernels: str | None) -> tuple[str, ...]:
     if kernels not in KERNEL_CHOICES:
         raise FirmwareError(f"unknown kernels {kernels!r}: choose one of {', '.join(KERNEL_CHOICES)}")
     chosen = KERNEL_CHOICES[kernels]
-    # A build folder keeps CONFIG_ values given on an earlier command line: drop the other choices'.
+    # A build folder keeps CONFIG_ values given on an earlier command line, and Zephyr's kconfig.cmake
+    # a copy of each as CLI_CONFIG_ (re-applied while the CONFIG_ one is undefined): drop both of the
+    # other choices', or switching a folder from one kernel build to another keeps the first.
     others = sorted({symbol for symbols in KERNEL_CHOICES.values() for symbol in symbols} - set(chosen))
-    return tuple(f"-U{symbol}" for symbol in others) + tuple(f"-D{symbol}=y" for symbol in chosen)
+    return (tuple(f"-U{prefix}{symbol}" for symbol in others for prefix in ("", "CLI_"))
+            + tuple(f"-D{symbol}=y" for symbol in chosen))
 
 
 def kernels_problem(config: dict[str, str], board: str, kernels: str | None) -> str | None:

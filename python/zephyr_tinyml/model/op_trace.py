@@ -74,6 +74,7 @@ def first_difference(tflite: bytes, trace: DeviceTrace, limit: int = 4) -> dict[
     if image.size != int(np.prod(details["shape"])):
         raise ModelError(f"the device's op trace holds {len(trace.input)} input bytes, the model's input "
                             f"{tuple(details['shape'])} needs {int(np.prod(details['shape'])) * image.itemsize}")
+    interpreter.reset()                      # the device traces from the initial state too
     interpreter.set_input(image.reshape(details["shape"]), 0)
     interpreter.invoke()
     for position, op in enumerate(ops):

@@ -30,8 +30,9 @@ ARENA_TOTAL_RE = re.compile(r"Arena allocation total (\d+) bytes")
 
 # Part of the verify stage's cache key: a change to what verification measures (v2: the arena a model
 # needs, found by binary search, instead of TFLM's used total; v3: kernels that differ by design and
-# what their difference costs) must not be served from an old cache.
-METHOD = "verify-v3-kernels-by-design"
+# what their difference costs; v4: every input from the model's initial state) must not be served
+# from an old cache.
+METHOD = "verify-v4-fresh-state-per-input"
 
 # Ops whose TFLM kernel is not TFLite's reference algorithm in integer arithmetic, so the two can
 # differ by more than a 1-LSB rounding on the same int8 model: op -> why, for the report. The
@@ -114,6 +115,7 @@ def run_tflite(tflite: bytes, inputs: np.ndarray, reference: bool) -> np.ndarray
     out_index = interpreter.get_output_details()[0]["index"]
     outputs = []
     for image in inputs:
+        interpreter.reset_all_variables()      # every input from the initial state (see run_tflm)
         interpreter.set_tensor(in_index, image[np.newaxis])
         interpreter.invoke()
         outputs.append(interpreter.get_tensor(out_index)[0].copy())
@@ -137,10 +139,17 @@ def tflm_interpreter(tflite: bytes, arena_size: int | None = None) -> Any:
 
 
 def run_tflm(tflite: bytes, inputs: np.ndarray, progress: Progress | None = None) -> np.ndarray:
-    """int8 outputs of host TFLM for every input."""
+    """int8 outputs of host TFLM for every input, each from the model's initial state.
+
+    Why the reset: a model with variable tensors (an LSTM's hidden and cell state) carries them
+    from one invoke to the next in TFLM and TFLite alike, so an input's output would depend on the
+    inputs run before it; a stateless Keras layer means every input starts from zero state, and the
+    device's apps reset before every inference too (``tinyml::StartFresh``).
+    """
     interpreter = tflm_interpreter(tflite)
     outputs = []
     for i, image in enumerate(inputs):
+        interpreter.reset()
         interpreter.set_input(image[np.newaxis], 0)
         interpreter.invoke()
         outputs.append(np.array(interpreter.get_output(0))[0])
@@ -313,8 +322,10 @@ class LayerStepper:
     def diverge(self, image: np.ndarray, index: int, limit: int = 8) -> dict[str, Any]:
         """The first op whose int8 output differs, its differing elements (flat index, TFLM value,
         reference value) and how many later ops differ; ``op`` None when every op agrees."""
+        self.micro.reset()
         self.micro.set_input(image[np.newaxis], 0)
         self.micro.invoke()
+        self.ref.reset_all_variables()
         self.ref.set_tensor(self.ref_input, image[np.newaxis])
         self.ref.invoke()
         first: dict[str, Any] | None = None

@@ -261,7 +261,12 @@ int main(void)
 				SendError(request.seq, Error::kBadSize, request.length);
 				break;
 			}
-			/* A trace request (the host saw this input differ) prints every op's output first. */
+			/* A trace request (the host saw this input differ) prints every op's output first.
+			 * Every input starts from the model's initial state (StartFresh; TraceInvoke does it). */
+			if (!request.trace && tinyml::StartFresh(interpreter) != kTfLiteOk) {
+				SendError(request.seq, Error::kInvoke, request.length);
+				break;
+			}
 			const uint32_t start = k_cycle_get_32();
 			const TfLiteStatus status = request.trace ? tinyml::TraceInvoke(interpreter, request.seq)
 								  : interpreter->Invoke();

@@ -45,6 +45,14 @@ size_t ArenaNeeded();
 tflite::MicroInterpreter* StartInterpreter();
 
 /*
+ * Before every inference: a model with variable tensors (an LSTM's hidden and cell state)
+ * starts again from its initial state, as a stateless Keras layer does and as host TFLM is run
+ * (the pipeline resets it per input too); otherwise each input's outputs would depend on the
+ * inputs before it. Nothing to do, and no cost, for a model without state.
+ */
+TfLiteStatus StartFresh(tflite::MicroInterpreter* interpreter);
+
+/*
  * CONFIG_TINYML_SELF_TEST: run every embedded test input, compare the whole
  * output tensor with host TFLM's bytes, print one line per input
  * ("CORRECT classification! <label>" or "CORRECT output") and a SUMMARY line.

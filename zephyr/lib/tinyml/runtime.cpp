@@ -36,6 +36,21 @@ constexpr size_t kArenaSize = kTensorArenaSize + TINYML_ARENA_EXTRA;
 alignas(16) uint8_t tensor_arena[kArenaSize];
 
 size_t arena_needed = 0;
+bool has_state = false; /* the main subgraph has variable tensors (StartFresh resets them) */
+
+bool HasVariableTensors(const tflite::Model* model)
+{
+	const auto* subgraphs = model->subgraphs();
+	if (subgraphs == nullptr || subgraphs->size() == 0 || subgraphs->Get(0)->tensors() == nullptr) {
+		return false;
+	}
+	for (const auto* tensor : *subgraphs->Get(0)->tensors()) {
+		if (tensor->is_variable()) {
+			return true;
+		}
+	}
+	return false;
+}
 
 #if defined(CONFIG_TINYML_ARENA_PROBE)
 constexpr size_t kArenaStep = 16; /* model_arena.h's sizes are multiples of 16 */
@@ -136,6 +151,7 @@ tflite::MicroInterpreter* StartInterpreter()
 	arena_needed = ProbeArenaNeeded(model, resolver);
 #endif
 
+	has_state = HasVariableTensors(model);
 	static tflite::MicroInterpreter interpreter(model, resolver, tensor_arena, kArenaSize);
 	if (interpreter.AllocateTensors() != kTfLiteOk) {
 		/* TFLM has already logged the cause: a missing op or a short arena. The host reads the size. */
@@ -156,6 +172,11 @@ tflite::MicroInterpreter* StartInterpreter()
 	return &interpreter;
 }
 
+TfLiteStatus StartFresh(tflite::MicroInterpreter* interpreter)
+{
+	return has_state ? interpreter->Reset() : kTfLiteOk;
+}
+
 TfLiteStatus TraceInvoke(tflite::MicroInterpreter* interpreter, int test)
 {
 	/* Wrapped only now: inferences before the first trace run without the wrappers' cost. */
@@ -163,6 +184,9 @@ TfLiteStatus TraceInvoke(tflite::MicroInterpreter* interpreter, int test)
 	const TfLiteTensor* input = interpreter->input(0);
 	printk("OPTRACE begin test=%d\n", test);
 	PrintHex("input", reinterpret_cast<const uint8_t*>(input->data.raw), input->bytes);
+	if (StartFresh(interpreter) != kTfLiteOk) {
+		return kTfLiteError;
+	}
 	SetOpTrace(true);
 	const TfLiteStatus status = interpreter->Invoke();
 	SetOpTrace(false);
@@ -173,6 +197,9 @@ TfLiteStatus TraceInvoke(tflite::MicroInterpreter* interpreter, int test)
 TfLiteStatus ProfileInvoke(tflite::MicroInterpreter* interpreter)
 {
 	WrapOps(resolver, model);
+	if (StartFresh(interpreter) != kTfLiteOk) {
+		return kTfLiteError;
+	}
 	SetOpProfile(true);
 	const TfLiteStatus status = interpreter->Invoke();
 	SetOpProfile(false);

@@ -102,6 +102,9 @@ int RunSelfTest()
 			return Fail("embedded test input damaged (test_data.cc)");
 		}
 
+		if (StartFresh(interpreter) != kTfLiteOk) {
+			return Fail("resetting the model's state failed");
+		}
 		const uint32_t start = k_cycle_get_32();
 		const TfLiteStatus status = interpreter->Invoke();
 		cycles += k_cycle_get_32() - start;
