@@ -77,6 +77,35 @@ def _package_check(requirement: str) -> Check:
     return Check("host", req.name, ok, version + ("" if ok else f" (need {req.specifier})"), "" if ok else fix)
 
 
+def extra_checks() -> list[Check]:
+    """The optional extras (today: ``[torch]``, for PyTorch ``.pt2`` models): reported with the command
+    that installs them, never failing the doctor, since only a build of such a model needs them."""
+    from packaging.requirements import Requirement
+
+    try:
+        declared = metadata.requires("zephyr-tinyml") or []
+    except metadata.PackageNotFoundError:
+        return []
+    wanted = [Requirement(r) for r in declared if re.search(r"""extra\s*==\s*['"]torch['"]""", r)]
+    if not wanted:
+        return []
+    found, missing = [], []
+    for req in wanted:
+        try:
+            version = metadata.version(req.name)
+        except metadata.PackageNotFoundError:
+            missing.append(f"{req.name} not installed")
+            continue
+        if req.specifier and not req.specifier.contains(version, prereleases=True):
+            missing.append(f"{req.name} {version} (need {req.specifier})")
+        else:
+            found.append(f"{req.name} {version}")
+    ok = not missing
+    return [Check("host", "PyTorch extra (.pt2 models)", ok, ", ".join(found) if ok else "; ".join(missing),
+                  "" if ok else 'pip install "zephyr-tinyml[torch]"  (optional: only .pt2 models need it)',
+                  required=False)]
+
+
 def interpreter_checks() -> list[Check]:
     """Load and run a model in host TFLM and in LiteRT's reference kernels (not just import them)."""
     checks = []
@@ -232,7 +261,7 @@ def _tuple(version: str) -> tuple[int, ...]:
 
 def run_checks(start: Path | None = None) -> list[Check]:
     """Every check, host first."""
-    checks = python_checks() + interpreter_checks()
+    checks = python_checks() + interpreter_checks() + extra_checks()
     zephyr, env = zephyr_checks(start)
     return checks + zephyr + toolchain_checks(env)
 

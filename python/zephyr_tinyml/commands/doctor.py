@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..doctor import NEEDS, failures, run_checks
@@ -33,7 +34,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         table.add_column(column, overflow="fold")
     for check in checks:
         status = "[green]ok[/]" if check.ok else ("[red]MISSING[/]" if check.required else "[yellow]optional[/]")
-        table.add_row(check.group, check.item, status, check.detail, check.fix)
+        # Escaped: details and fixes hold brackets (pip's "zephyr-tinyml[torch]") that are not markup.
+        table.add_row(check.group, escape(check.item), status, escape(check.detail), escape(check.fix))
     console = Console()
     console.print(table)
     missing = failures(checks, args.intent)

@@ -1,9 +1,10 @@
-"""Models trained elsewhere: a ``.tflite``, a ``.keras`` / ``.h5`` file or a SavedModel folder.
+"""Models trained elsewhere: a ``.tflite``, a ``.keras`` / ``.h5`` file, a SavedModel folder or a
+PyTorch ``torch.export`` program (``.pt2``, converted by :mod:`.torch_model`).
 
 ``west tinyml build path/to/model.tflite`` needs no spec: :func:`spec_for_model_file` writes the
 spec a user would have written (name from the file, data from ``--dataset`` / ``--data-dir``, labels
 from ``--labels``), and the pipeline then treats it like any spec whose ``model.file`` is set:
-no training; a Keras model is quantized and verified like ours; an int8 ``.tflite`` goes straight to
+no training; a Keras or PyTorch model is quantized and verified like ours; an int8 ``.tflite`` goes straight to
 host-TFLM verification and codegen.
 """
 
@@ -19,24 +20,27 @@ import numpy as np
 from ..errors import DataError, ModelError, SpecError
 from .data import BUILTIN, IDX_FILES, IDX_MD5
 from .spec import Spec, spec_from_data
+from .torch_model import TORCH_SUFFIXES, load_torch_model
 
-MODEL_SUFFIXES = (".tflite", ".keras", ".h5", ".hdf5")
+MODEL_SUFFIXES = (".tflite", ".keras", ".h5", ".hdf5") + TORCH_SUFFIXES
 
 
 def model_kind(path: Path) -> str:
-    """'tflite', 'keras' or 'savedmodel'; a ModelError saying what is accepted otherwise."""
+    """'tflite', 'keras', 'savedmodel' or 'torch'; a ModelError saying what is accepted otherwise."""
     path = Path(path)
     if path.is_dir():
         if (path / "saved_model.pb").is_file():
             return "savedmodel"
         raise ModelError(f"{path} is a folder without saved_model.pb, so not a SavedModel. Give a .tflite, .keras, "
-                         f".h5 file or a SavedModel folder.")
+                         f".h5, .pt2 file or a SavedModel folder.")
     if path.suffix == ".tflite":
         return "tflite"
     if path.suffix in (".keras", ".h5", ".hdf5"):
         return "keras"
-    raise ModelError(f"{path}: unknown model format '{path.suffix}'. zephyr-tinyml takes .tflite, .keras, .h5 and "
-                     f"SavedModel folders (or a .yaml spec).")
+    if path.suffix in TORCH_SUFFIXES:
+        return "torch"
+    raise ModelError(f"{path}: unknown model format '{path.suffix}'. zephyr-tinyml takes .tflite, .keras, .h5, "
+                     f".pt2 (torch.export) files and SavedModel folders (or a .yaml spec).")
 
 
 def is_model_path(text: str) -> bool:
@@ -145,10 +149,13 @@ class SavedModelPredictor:
 
 
 def load_float_model(path: Path) -> Any:
-    """A Keras model (``.keras``/``.h5``) or a :class:`SavedModelPredictor`; a clear error when unreadable."""
+    """A Keras model (``.keras``/``.h5``), a :class:`SavedModelPredictor` or a PyTorch program
+    (:class:`.torch_model.TorchPredictor`, NHWC input); a clear error when unreadable."""
     kind = model_kind(path)
     if kind == "savedmodel":
         return SavedModelPredictor(path)
+    if kind == "torch":
+        return load_torch_model(path)
     import keras
 
     try:

@@ -36,7 +36,7 @@ from .gan_pipeline import build_gan
 from .keras_stack import check_layers
 from .model_file import float_input_shape, load_float_model, model_kind
 from .plots import confusion_plot, training_curve
-from .quantize import RECIPE, quantize
+from .quantize import RECIPE, quantize, quantize_torch
 from .sources import generated_facts, generated_model
 from .spec import Spec
 from .stages import (
@@ -49,6 +49,8 @@ from .stages import (
     stage_key,
 )
 from .tflite_model import ModelInfo, count_macs, count_parameters, inspect_model
+from .torch_model import RECIPE as TORCH_RECIPE
+from .torch_model import converter_versions
 from .train import train_stage
 from .verify import METHOD as VERIFY_METHOD
 from .verify import (
@@ -69,8 +71,8 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
     """Run every model stage for ``spec``; raises a TinymlError subclass on any user-fixable fault.
 
     A spec with ``model.layers`` is trained (or its committed model reused); one with ``model.file``
-    (a model trained elsewhere) is not: a Keras/SavedModel file is quantized like a trained model, an
-    int8 ``.tflite`` is taken as is.
+    (a model trained elsewhere) is not: a Keras/SavedModel file is quantized like a trained model, a
+    PyTorch ``.pt2`` is quantized and converted by litert-torch, an int8 ``.tflite`` is taken as is.
     """
     if spec.model.gan is not None:
         return build_gan(spec, options, ui)
@@ -109,7 +111,8 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
         if not spec.dataset.labels and data.class_names:
             spec = replace(spec, dataset=replace(spec.dataset, labels=data.class_names))
     elif kind != "tflite":
-        raise DataError(f"{spec.path}: a {'spec that trains' if kind == 'spec' else 'Keras model'} needs data "
+        what = {"spec": "spec that trains", "torch": "PyTorch model"}.get(kind, "Keras model")
+        raise DataError(f"{spec.path}: a {what} needs data "
                         f"({'dataset:' if kind == 'spec' else '--data-dir DIR or --dataset NAME|PATH'}) to "
                         f"{'train' if kind == 'spec' else 'quantize'} and verify.")
 
@@ -152,9 +155,10 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
             tflite, timer.cached = tflite_file, True
         else:
             assert data is not None
+            convert = quantize_torch if kind == "torch" else quantize
             entry = stages.cached(timer, f"quantize-{_quantize_key(spec, kind, weights_key)}", "model.tflite",
                                   lambda folder: (folder / "model.tflite").write_bytes(
-                                      quantize(spec, model(), data, spec.dataset.labels)))
+                                      convert(spec, model(), data, spec.dataset.labels)))
             tflite = (entry / "model.tflite").read_bytes()
         info = file_info if file_info is not None else inspect_model(tflite, spec.model.file or spec.path)
         origin = f"the model of {spec.path.name}"
@@ -250,7 +254,8 @@ def _weights_key(train_dir: Path) -> str:
 def _quantize_key(spec: Spec, kind: str, weights_key: str) -> str:
     """Keyed by the trained weights, not the training recipe: --retrain (or a model trained with other
     numerics) must never reuse the int8 model of the weights it replaced."""
-    return stage_key("quantize", weights_key, spec.section_hash("quantization", "dataset"), RECIPE,
+    return stage_key("quantize", weights_key, spec.section_hash("quantization", "dataset"),
+                     TORCH_RECIPE + converter_versions() if kind == "torch" else RECIPE,
                      *([] if kind == "spec" else [kind, ",".join(spec.dataset.labels)]))
 
 

@@ -20,6 +20,7 @@ from ..fileio import captured_fd
 from .spec import Spec
 from .model_file import SavedModelPredictor
 from .tflite_metadata import ClassifierMetadata, write_metadata
+from .torch_model import TorchPredictor, torch_to_int8_tflite
 
 
 def representative_images(spec: Spec, data: Dataset) -> np.ndarray:
@@ -118,3 +119,9 @@ RECIPE = "int8-batch1-per-tensor-dense-v2-own-metadata"
 def quantize(spec: Spec, model: Any, data: Dataset, labels: tuple[str, ...] = ()) -> bytes:
     """The deployable model: int8 ``.tflite`` with label metadata."""
     return add_label_metadata(spec, to_int8_tflite(spec, model, data), labels)
+
+
+def quantize_torch(spec: Spec, model: TorchPredictor, data: Dataset, labels: tuple[str, ...] = ()) -> bytes:
+    """The deployable model of a PyTorch program (:mod:`.torch_model`): int8 ``.tflite`` with label
+    metadata, calibrated on the same representative training images as a Keras model."""
+    return add_label_metadata(spec, torch_to_int8_tflite(spec, model, representative_images(spec, data)), labels)
