@@ -22,6 +22,7 @@ from ..firmware.boards import canonical
 from ..firmware.build import build_app, require_zephyr
 from ..firmware.build_folder import build_config, is_qemu_build
 from ..layout import DEFAULT_BOARD, EVAL_APP, work_dir
+from ..model.codegen import class_labels
 from ..model.data import load_dataset, normalize
 from ..model.gan import grid_png, latent_vectors, to_pixels
 from ..model.gan_pipeline import EVAL_SEED_OFFSET, dequantize, judge_pixels
@@ -205,9 +206,7 @@ def _run(options: EvalOptions, spec: Spec, tflite: bytes, tflite_path: Path, dat
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     labels = data.y_test[:total]
-    # The class names as the build chose them: the spec's, the model's metadata, the data's folders, else numbers.
-    names = (spec.dataset.labels or info_model.labels or data.class_names
-             or tuple(str(i) for i in range(int(info_model.output.shape[-1]))))
+    names = class_labels(info_model, spec.dataset.labels, data.class_names)     # as the build chose them
     report = compare(outcome, indices, labels, tflm, tflite_out, float_pred, info, names, options.board,
                      link.description)
     if report.mismatches:

@@ -228,14 +228,13 @@ def run_measuring_arena(app_dir: Path, board: str, build_dir: Path, folder: Path
     measuring = short is not None and SUMMARY.search(output) is None
     if measuring:
         size = int(short.group(1))
-        tried = []
+        tried = [size]
         for grow in ARENA_GROWTH:
             extra = device_arena_size(size * grow // 100)
-            tried.append(size + extra)
             if console is not None:
-                console.print(f"arena: AllocateTensors() failed on {board} in {size if len(tried) == 1 else tried[-2]:,} "
-                              f"bytes (model_arena.h allocates {size:,} for this kernel build); measuring it in "
-                              f"{size + extra:,}")
+                console.print(f"arena: AllocateTensors() failed on {board} in {tried[-1]:,} bytes (model_arena.h "
+                              f"allocates {size:,} for this kernel build); measuring it in {size + extra:,}")
+            tried.append(size + extra)
             build_app(app_dir, board, build_dir, folder, extra_cmake_args=(f"-DTINYML_ARENA_EXTRA={extra}",))
             output = run_qemu(build_dir)
             if SUMMARY.search(output) is not None:
@@ -243,7 +242,7 @@ def run_measuring_arena(app_dir: Path, board: str, build_dir: Path, folder: Path
         else:
             _clear_arena_extra(app_dir, board, build_dir, folder)
             raise FirmwareError(f"AllocateTensors() failed on {board} in {size:,} bytes and again in "
-                                f"{', '.join(f'{t:,}' for t in tried)}: an op the resolver lacks, or a model too "
+                                f"{', '.join(f'{t:,}' for t in tried[1:])}: an op the resolver lacks, or a model too "
                                 f"big for the board (CONFIG_TINYML_TFLM_ERROR_STRINGS=y prints TFLM's reason):\n"
                                 + output[-2000:])
     summary = parse_summary(output)

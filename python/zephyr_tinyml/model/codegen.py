@@ -135,6 +135,17 @@ _IO_ADVICE = {
 _IO_OTHER = "Convert with inference_input_type/inference_output_type = tf.int8."
 
 
+def class_labels(info: ModelInfo, *given: tuple[str, ...]) -> tuple[str, ...]:
+    """A classifier's class names: the model's own TFLite metadata, else the first of ``given`` that
+    has any (a labels file, the spec, the data's folders), else the output indices as numbers.
+
+    One order for the generated sources and every report of the same model (``tinyml eval``)."""
+    for labels in (info.labels, *given):
+        if labels:
+            return tuple(labels)
+    return tuple(str(i) for i in range(int(info.output.shape[-1])))
+
+
 def generate(spec: Spec, tflite: bytes, info: ModelInfo, arena_measured: int, tests: TestVectors,
              out_dir: Path | None = None, labels: tuple[str, ...] = ()) -> Generated:
     """Write the model, settings, resolver and test-data sources (and the facts file) into ``out_dir``."""
@@ -143,7 +154,7 @@ def generate(spec: Spec, tflite: bytes, info: ModelInfo, arena_measured: int, te
     check_quantization(tflite, origin)
     check_io(info, origin)
     classes = info.output.shape[-1]
-    labels = info.labels or labels or spec.dataset.labels or tuple(str(i) for i in range(classes))
+    labels = class_labels(info, labels, spec.dataset.labels)
     if len(labels) != classes:
         raise ModelError(f"{origin} has {classes} outputs but {len(labels)} labels ({', '.join(labels[:5])}...); "
                          f"give one label per output.")
