@@ -344,18 +344,25 @@ constexpr const char* const kCategoryLabels[kNumClasses] = {{
 def _resolver_h(stamp: str, info: ModelInfo) -> str:
     ops = info.unique_ops
 
+    one_channel = "CONV_2D" in info.int8_ops and info.one_channel_convs > 0
+
     def add(op: str) -> str:
         registration = f"tflite::Register_{op}_INT8()" if op in INT8_REGISTRATIONS and op in info.int8_ops else ""
         note = f"{op}, int8 only" if registration else op
+        if op == "CONV_2D" and one_channel:
+            registration = "tinyml::Register_CONV_2D_INT8_ONE_CHANNEL()"
+            note = (f"CONV_2D, int8 only; {info.one_channel_convs} over one input channel: zephyr-tinyml's "
+                    "kernel with CMSIS-NN (tinyml/conv_op.h)")
         return f"  TF_LITE_ENSURE_STATUS(resolver.Add{resolver_method(op)}({registration}));  // {note}"
 
     adds = "\n".join(add(op) for op in ops)
+    include = '#include "tinyml/conv_op.h"\n' if one_channel else ""
     return f"""{stamp}
 #ifndef TINYML_OP_RESOLVER_H_
 #define TINYML_OP_RESOLVER_H_
 
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
-
+{include}
 namespace tinyml {{
 
 // Exactly the ops the model uses: nothing else is linked in. An op whose every instance is int8

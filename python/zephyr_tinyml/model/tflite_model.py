@@ -38,6 +38,7 @@ class ModelInfo:
     outputs: int = 1
     dynamic: str = ""             # tensors with an unknown non-batch dimension, e.g. "input [1, -1, 40]"
     int8_ops: tuple[str, ...] = ()  # ops whose every instance reads and writes int8 only (see int8_only_ops)
+    one_channel_convs: int = 0      # int8 CONV_2D ops over one input channel (see one_channel_convs)
 
     @property
     def unique_ops(self) -> tuple[str, ...]:
@@ -85,7 +86,7 @@ def inspect_model(tflite: bytes, origin: str | Path = "<bytes>") -> ModelInfo:
                         if any(int(d) < 0 for d in list(t.get("shape_signature", ()))[1:]))
     return ModelInfo(ops=ops, input=_tensor(inputs[0]), output=_tensor(outputs[0]), labels=read_labels(tflite),
                      size=len(tflite), inputs=len(inputs), outputs=len(outputs), dynamic=dynamic,
-                     int8_ops=int8_only_ops(tflite))
+                     int8_ops=int8_only_ops(tflite), one_channel_convs=one_channel_convs(tflite))
 
 
 def _tensor(details: dict) -> TensorInfo:
@@ -127,6 +128,37 @@ def int8_only_ops(tflite: bytes) -> tuple[str, ...]:
                 ok = ok and tensors[index].type == int8
             verdict[name] = verdict.get(name, True) and ok
     return tuple(sorted(name for name, ok in verdict.items() if ok and name))
+
+
+def one_channel_convs(tflite: bytes) -> int:
+    """How many CONV_2D ops read one int8 input channel with int8 weights and dilation 1.
+
+    Why: with CMSIS-NN kernels the generated op resolver then registers zephyr-tinyml's CONV_2D
+    (``tinyml/conv_op.h``), which runs those convolutions without CMSIS-NN's per-tap im2col copies
+    and hands every other one to CMSIS-NN. The device decides per node again from the same facts;
+    this count only decides whether the registration is worth linking.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(tflite, 0)
+    count = 0
+    for subgraph in model.subgraphs or []:
+        tensors = subgraph.tensors or []
+        for op in subgraph.operators or []:
+            code = model.operatorCodes[op.opcodeIndex]
+            if max(code.builtinCode, code.deprecatedBuiltinCode) != schema.BuiltinOperator.CONV_2D:
+                continue
+            inputs = list(op.inputs if op.inputs is not None else [])
+            if len(inputs) < 2 or inputs[0] < 0 or inputs[1] < 0:
+                continue
+            data, weights = tensors[inputs[0]], tensors[inputs[1]]
+            shape = list(data.shape if data.shape is not None else [])
+            options = op.builtinOptions
+            dilation = (getattr(options, "dilationHFactor", 1) or 1, getattr(options, "dilationWFactor", 1) or 1)
+            if (shape and shape[-1] == 1 and data.type == schema.TensorType.INT8
+                    and weights.type == schema.TensorType.INT8 and dilation == (1, 1)):
+                count += 1
+    return count
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ namespace tinyml {
 constexpr size_t kTensorArenaSize = 8992;
 constexpr size_t kArenaMeasuredDeviceBytes = 8896;
 #elif TINYML_POINTERS_32BIT && TINYML_KERNELS == TINYML_KERNELS_CMSIS_NN
-// cmsis-nn kernels: AllocateTensors() needs 8960 bytes on qemu_cortex_m3 (arena_used_bytes() 8948),
+// cmsis-nn kernels: AllocateTensors() needs 9280 bytes on qemu_cortex_m3 (arena_used_bytes() 9268),
 // + 1 %, rounded up to 16.
-constexpr size_t kTensorArenaSize = 9056;
-constexpr size_t kArenaMeasuredDeviceBytes = 8960;
+constexpr size_t kTensorArenaSize = 9376;
+constexpr size_t kArenaMeasuredDeviceBytes = 9280;
 #elif TINYML_POINTERS_32BIT && TINYML_KERNELS == TINYML_KERNELS_CMSIS_NN_DSP
 // cmsis-nn-dsp kernels: AllocateTensors() needs 8960 bytes on mps3_an547 (arena_used_bytes() 8948),
 // + 1 %, rounded up to 16.

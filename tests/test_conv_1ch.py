@@ -1,0 +1,180 @@
+"""zephyr-tinyml's one-input-channel convolution (zephyr/lib/tinyml/conv_1ch.c), compiled for the host
+and held against TFLM: real int8 CONV_2D models (Keras, converted by TFLite with per-channel weights)
+over random shapes, strides, paddings and activations, run by host TFLM on random inputs; every output
+byte of the C kernel must equal TFLM's. Both of its paths are built: two pixels per 64-bit sum (the
+one Armv7-M and later run) and one pixel per 32-bit sum (Armv6-M's, forced with
+TINYML_CONV_1CH_PLAIN). The device runs the same file through the generated op resolver; the Zephyr
+tier's self tests and UART evaluations prove it there.
+
+Needs a host C compiler (cc or $CC); skipped with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from zephyr_tinyml.model.tflite_model import inspect_model, tf_lite_interpreter
+from zephyr_tinyml.model.verify import run_tflm
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCE = REPO / "zephyr" / "lib" / "tinyml" / "conv_1ch.c"
+INCLUDE = REPO / "zephyr" / "include"
+
+
+class Conv(ctypes.Structure):
+    """struct tinyml_conv_1ch (zephyr/include/tinyml/conv_1ch.h), field for field."""
+
+    _fields_ = [(name, ctypes.c_int32) for name in (
+        "batches", "input_h", "input_w", "filter_h", "filter_w", "out_ch", "output_h", "output_w",
+        "stride_h", "stride_w", "pad_h", "pad_w", "input_offset", "output_offset", "act_min", "act_max")] + [
+        ("weights", ctypes.POINTER(ctypes.c_int8)), ("bias", ctypes.POINTER(ctypes.c_int32)),
+        ("multiplier", ctypes.POINTER(ctypes.c_int32)), ("shift", ctypes.POINTER(ctypes.c_int32))]
+
+
+def _library(directory: Path, plain: bool) -> ctypes.CDLL:
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not compiler:
+        pytest.skip("no host C compiler (cc or $CC) to build zephyr/lib/tinyml/conv_1ch.c")
+    out = directory / ("conv_1ch_plain.so" if plain else "conv_1ch.so")
+    subprocess.run([compiler, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-shared", "-fPIC", f"-I{INCLUDE}",
+                    *(["-DTINYML_CONV_1CH_PLAIN"] if plain else []), str(SOURCE), "-o", str(out)],
+                   check=True, capture_output=True, text=True)
+    return ctypes.CDLL(str(out))
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["two-pixels", "plain"])
+def kernel(request, tmp_path_factory) -> ctypes.CDLL:
+    return _library(tmp_path_factory.mktemp("conv_1ch"), request.param)
+
+
+def _model(height: int, width: int, filters: int, kernel: tuple[int, int], strides: tuple[int, int],
+           padding: str, activation: str | None, use_bias: bool, seed: int) -> bytes:
+    """A one-layer int8 CONV_2D model as the quantize stage converts (per-channel weights)."""
+    import keras
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((height, width, 1), batch_size=1),
+                              keras.layers.Conv2D(filters, kernel, strides=strides, padding=padding,
+                                                  activation=activation, use_bias=use_bias,
+                                                  bias_initializer="random_normal")])
+
+    def representative():
+        for _ in range(20):
+            yield [rng.uniform(-1.0, 2.0, (1, height, width, 1)).astype(np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def _quantize_multiplier(real: float) -> tuple[int, int]:
+    """TFLM's QuantizeMultiplier (tensorflow/lite/kernels/internal/quantization_util.cc)."""
+    if real == 0.0:
+        return 0, 0
+    fraction, shift = math.frexp(real)
+    fixed = int(math.floor(fraction * (1 << 31) + 0.5))   # TfLiteRound: half away from zero, fraction > 0
+    if fixed == 1 << 31:
+        fixed //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    return fixed, shift
+
+
+def _padding(size: int, filter_size: int, stride: int, out: int) -> int:
+    """TFLM's ComputePaddingHeightWidth, the offset before the first row or column."""
+    return max((out - 1) * stride + filter_size - size, 0) // 2
+
+
+def _run_kernel(kernel: ctypes.CDLL, tflite: bytes, image: np.ndarray, strides: tuple[int, int]) -> np.ndarray:
+    """The C kernel on one int8 input, with the model's weights and TFLM's quantization parameters."""
+    interpreter = tf_lite_interpreter(tflite)
+    interpreter.allocate_tensors()
+    op = interpreter._get_ops_details()[0]
+    assert op["op_name"] == "CONV_2D"
+    details = {t["index"]: t for t in interpreter.get_tensor_details()}
+    inp, filt, out = details[op["inputs"][0]], details[op["inputs"][1]], details[op["outputs"][0]]
+    weights = interpreter.get_tensor(filt["index"]).astype(np.int8)              # [oc, kh, kw, 1]
+    bias_index = op["inputs"][2] if len(op["inputs"]) > 2 else -1
+    bias = interpreter.get_tensor(bias_index).astype(np.int32) if bias_index >= 0 else None
+    in_scale, in_zp = (float(v) for v in inp["quantization"])
+    out_scale, out_zp = out["quantization"]
+    filter_scales = filt["quantization_parameters"]["scales"]
+    oc, kh, kw, _ = weights.shape
+    _, oh, ow, _ = out["shape"]
+    _, ih, iw, _ = inp["shape"]
+    pairs = [_quantize_multiplier(float(np.float64(np.float32(in_scale)) * np.float64(np.float32(s))
+                                        / np.float64(np.float32(out_scale)))) for s in filter_scales]
+    multiplier = np.array([m for m, _ in pairs], np.int32)
+    shift = np.array([s for _, s in pairs], np.int32)
+    # TFLM's CalculateActivationRangeQuantized for a fused RELU: from the output's zero point up.
+    act_min, act_max = (max(-128, int(out_zp)), 127) if _has_relu(tflite) else (-128, 127)
+    packed = np.zeros(oc * kh * kw, np.int8)
+    conv = Conv(1, ih, iw, kh, kw, oc, oh, ow, strides[0], strides[1], _padding(ih, kh, strides[0], oh),
+                _padding(iw, kw, strides[1], ow), -int(in_zp), int(out_zp), act_min, act_max)
+    kernel.tinyml_conv_1ch_pack_weights(ctypes.byref(conv), weights.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)),
+                                        packed.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)))
+    conv.weights = packed.ctypes.data_as(ctypes.POINTER(ctypes.c_int8))
+    conv.bias = bias.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)) if bias is not None else None
+    conv.multiplier = multiplier.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+    conv.shift = shift.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+    scratch = np.zeros(kh * ((ow - 1) * strides[1] + kw), np.int32)
+    result = np.zeros((oh, ow, oc), np.int8)
+    kernel.tinyml_conv_1ch_s8(ctypes.byref(conv), np.ascontiguousarray(image).ctypes.data_as(ctypes.c_void_p),
+                              result.ctypes.data_as(ctypes.c_void_p), scratch.ctypes.data_as(ctypes.c_void_p))
+    return result
+
+
+def _has_relu(tflite: bytes) -> bool:
+    """Whether the model's CONV_2D has a fused RELU (read from the flatbuffer)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(tflite, 0)
+    op = model.subgraphs[0].operators[0]
+    return op.builtinOptions.fusedActivationFunction == schema.ActivationFunctionType.RELU
+
+
+# height, width, filters, kernel, strides, padding, activation, bias: the first layers of the zoo
+# (5x5 same to 8 channels; 3x3 same to 16) and odd sizes, strides over the kernel, valid padding,
+# one-row and one-column kernels, a 128-tap kernel (the largest two pixels per sum take).
+SHAPES = [
+    (28, 28, 8, (5, 5), (1, 1), "same", "relu", True),
+    (28, 28, 16, (3, 3), (1, 1), "same", "relu", False),
+    (13, 17, 4, (3, 3), (2, 2), "same", None, True),
+    (15, 9, 12, (2, 4), (1, 3), "valid", None, True),
+    (10, 11, 8, (1, 5), (3, 1), "same", "relu", True),
+    (9, 12, 4, (7, 1), (1, 1), "valid", None, False),
+    (20, 20, 4, (8, 16), (2, 2), "same", None, True),
+    (6, 5, 4, (2, 2), (4, 4), "valid", "relu", True),
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}-{s[2]}ch-k{s[3][0]}x{s[3][1]}"
+                                                     f"-s{s[4][0]}{s[4][1]}-{s[5]}-{s[6] or 'linear'}")
+def test_outputs_equal_host_tflm(kernel, shape):
+    height, width, filters, size, strides, padding, activation, use_bias = shape
+    tflite = _model(height, width, filters, size, strides, padding, activation, use_bias, seed=height * width)
+    assert inspect_model(tflite).one_channel_convs == 1
+    rng = np.random.default_rng(filters)
+    images = rng.integers(-128, 128, (6, height, width, 1), dtype=np.int8)
+    images[0] = -128          # the input's extremes: (input + offset) at either end of its range
+    images[1] = 127
+    tflm = run_tflm(tflite, images)
+    for image, expected in zip(images, tflm):
+        got = _run_kernel(kernel, tflite, image[:, :, 0], strides)
+        assert np.array_equal(got, np.asarray(expected).reshape(got.shape)), (
+            f"{int(np.sum(got != np.asarray(expected).reshape(got.shape)))} output bytes differ from TFLM's")
