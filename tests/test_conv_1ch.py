@@ -1,9 +1,11 @@
 """zephyr-tinyml's one-input-channel convolution (zephyr/lib/tinyml/conv_1ch.c), compiled for the host
 and held against TFLM: real int8 CONV_2D models (Keras, converted by TFLite with per-channel weights)
 over random shapes, strides, paddings and activations, run by host TFLM on random inputs; every output
-byte of the C kernel must equal TFLM's. Both of its paths are built: two pixels per 64-bit sum (the
-one Armv7-M and later run) and one pixel per 32-bit sum (Armv6-M's, forced with
-TINYML_CONV_1CH_PLAIN). The device runs the same file through the generated op resolver; the Zephyr
+byte of the C kernel must equal TFLM's. Each of its three variants is built (forced with
+TINYML_CONV_1CH_FORCE_VARIANT; the loops unrolled for 3- and 5-wide kernels, as the Kconfig default
+builds them, and the general loop for the other widths): one pixel per 32-bit sum (Armv6-M's), two pixels per 64-bit sum (the
+Cortex-M3's SMLAL) and two taps per dual 16-bit multiply-accumulate (the DSP extension's SMLAD, here
+in plain C). The device runs the same file through the generated op resolver; the Zephyr
 tier's self tests and UART evaluations prove it there.
 
 Needs a host C compiler (cc or $CC); skipped with the reason otherwise.
@@ -21,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from zephyr_tinyml.model.sources import generated_model
 from zephyr_tinyml.model.tflite_model import inspect_model, tf_lite_interpreter
 from zephyr_tinyml.model.verify import run_tflm
 
@@ -35,22 +38,26 @@ class Conv(ctypes.Structure):
     _fields_ = [(name, ctypes.c_int32) for name in (
         "batches", "input_h", "input_w", "filter_h", "filter_w", "out_ch", "output_h", "output_w",
         "stride_h", "stride_w", "pad_h", "pad_w", "input_offset", "output_offset", "act_min", "act_max")] + [
-        ("weights", ctypes.POINTER(ctypes.c_int8)), ("bias", ctypes.POINTER(ctypes.c_int32)),
+        ("weights", ctypes.c_void_p), ("bias", ctypes.POINTER(ctypes.c_int32)),
         ("multiplier", ctypes.POINTER(ctypes.c_int32)), ("shift", ctypes.POINTER(ctypes.c_int32))]
 
 
-def _library(directory: Path, plain: bool) -> ctypes.CDLL:
+# TINYML_CONV_1CH_VARIANT's values (zephyr/include/tinyml/conv_1ch.h)
+VARIANTS = {"plain-sums": 0, "lane-sums": 1, "dual-macs": 2}
+
+
+def _library(directory: Path, variant: int) -> ctypes.CDLL:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not compiler:
         pytest.skip("no host C compiler (cc or $CC) to build zephyr/lib/tinyml/conv_1ch.c")
-    out = directory / ("conv_1ch_plain.so" if plain else "conv_1ch.so")
+    out = directory / f"conv_1ch_{variant}.so"
     subprocess.run([compiler, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-shared", "-fPIC", f"-I{INCLUDE}",
-                    *(["-DTINYML_CONV_1CH_PLAIN"] if plain else []), str(SOURCE), "-o", str(out)],
+                    f"-DTINYML_CONV_1CH_FORCE_VARIANT={variant}", "-DCONFIG_TINYML_CONV_1CH_UNROLL=1", str(SOURCE), "-o", str(out)],
                    check=True, capture_output=True, text=True)
     return ctypes.CDLL(str(out))
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["two-pixels", "plain"])
+@pytest.fixture(scope="module", params=list(VARIANTS.values()), ids=list(VARIANTS))
 def kernel(request, tmp_path_factory) -> ctypes.CDLL:
     return _library(tmp_path_factory.mktemp("conv_1ch"), request.param)
 
@@ -123,16 +130,16 @@ def _run_kernel(kernel: ctypes.CDLL, tflite: bytes, image: np.ndarray, strides: 
     shift = np.array([s for _, s in pairs], np.int32)
     # TFLM's CalculateActivationRangeQuantized for a fused RELU: from the output's zero point up.
     act_min, act_max = (max(-128, int(out_zp)), 127) if _has_relu(tflite) else (-128, 127)
-    packed = np.zeros(oc * kh * kw, np.int8)
+    packed = np.zeros(oc * kh * (kw + 1) // 2 * 4, np.int8)    # the larger (16-bit pairs) layout
     conv = Conv(1, ih, iw, kh, kw, oc, oh, ow, strides[0], strides[1], _padding(ih, kh, strides[0], oh),
                 _padding(iw, kw, strides[1], ow), -int(in_zp), int(out_zp), act_min, act_max)
-    kernel.tinyml_conv_1ch_pack_weights(ctypes.byref(conv), weights.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)),
-                                        packed.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)))
-    conv.weights = packed.ctypes.data_as(ctypes.POINTER(ctypes.c_int8))
+    kernel.tinyml_conv_1ch_pack_weights(ctypes.byref(conv), weights.ctypes.data_as(ctypes.c_void_p),
+                                        packed.ctypes.data_as(ctypes.c_void_p))
+    conv.weights = packed.ctypes.data_as(ctypes.c_void_p)
     conv.bias = bias.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)) if bias is not None else None
     conv.multiplier = multiplier.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
     conv.shift = shift.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
-    scratch = np.zeros(kh * ((ow - 1) * strides[1] + kw), np.int32)
+    scratch = np.zeros(kh * (ow * strides[1] + kw + 2), np.int32)  # the larger of the variants' sizes
     result = np.zeros((oh, ow, oc), np.int8)
     kernel.tinyml_conv_1ch_s8(ctypes.byref(conv), np.ascontiguousarray(image).ctypes.data_as(ctypes.c_void_p),
                               result.ctypes.data_as(ctypes.c_void_p), scratch.ctypes.data_as(ctypes.c_void_p))
@@ -178,3 +185,68 @@ def test_outputs_equal_host_tflm(kernel, shape):
         got = _run_kernel(kernel, tflite, image[:, :, 0], strides)
         assert np.array_equal(got, np.asarray(expected).reshape(got.shape)), (
             f"{int(np.sum(got != np.asarray(expected).reshape(got.shape)))} output bytes differ from TFLM's")
+
+
+def _tflm_requantize(acc: int, multiplier: int, shift: int) -> int:
+    """TFLM's MultiplyByQuantizedMultiplier (tensorflow/lite/kernels/internal/common.h, double
+    rounding), transcribed: x * 2^left, SaturatingRoundingDoublingHighMul, RoundingDivideByPOT."""
+    left, right = max(shift, 0), max(-shift, 0)
+    a = ((acc << left) + 2**31) % 2**32 - 2**31                  # int32 wrap, as the C++ does
+    ab = a * multiplier
+    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
+    high = _truncate(ab + nudge, 1 << 31)
+    mask = (1 << right) - 1
+    remainder, threshold = high & mask, (mask >> 1) + (1 if high < 0 else 0)
+    return (high >> right) + (1 if remainder > threshold else 0)
+
+
+def _truncate(numerator: int, denominator: int) -> int:
+    """Integer division toward zero (C's), exact for any size."""
+    quotient = abs(numerator) // denominator
+    return quotient if numerator >= 0 else -quotient
+
+
+def test_requantization_at_the_extremes(kernel):
+    """The kernel's requantization against TFLM's formula where rounding and overflow bite: sums
+    near +-2^31 (a large bias), every right shift 0..31, left shifts, ties. A 1x1 kernel with
+    weight 1 and input offset 0 makes each sum input + bias; the activation range is the widest,
+    so the clamp shows any wrapped value."""
+    rng = np.random.default_rng(7)
+    inputs = np.array([-128, -1, 0, 1, 127, -64, 63, 5], np.int8)
+    for shift in [*range(-31, 1), 1, 2, 4]:
+        for bias_value in (0, 2**30, -(2**30), 2**31 - 200, -(2**31) + 200, 12_345, -12_345):
+            if shift > 0 and abs(bias_value) > 2**20:
+                continue                     # TFLM's own x * 2^left overflows there (undefined)
+            multiplier = int(rng.integers(2**30, 2**31))
+            bias = np.full(4, bias_value, np.int32)
+            mult = np.full(4, multiplier, np.int32)
+            shifts = np.full(4, shift, np.int32)
+            weights = np.ones(4 * 4, np.int8)    # room for either packed layout of [4, 1, 1, 1]
+            conv = Conv(1, 1, len(inputs), 1, 1, 4, 1, len(inputs), 1, 1, 0, 0, 0, 0, -(2**31), 2**31 - 1)
+            kernel.tinyml_conv_1ch_pack_weights(ctypes.byref(conv), np.ones(4, np.int8).ctypes.data_as(ctypes.c_void_p),
+                                                weights.ctypes.data_as(ctypes.c_void_p))
+            conv.weights = weights.ctypes.data_as(ctypes.c_void_p)
+            conv.bias = bias.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+            conv.multiplier = mult.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+            conv.shift = shifts.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+            out = np.zeros((len(inputs), 4), np.int8)
+            scratch = np.zeros(4 * len(inputs) + 8, np.int32)
+            kernel.tinyml_conv_1ch_s8(ctypes.byref(conv), inputs.ctypes.data_as(ctypes.c_void_p),
+                                      out.ctypes.data_as(ctypes.c_void_p), scratch.ctypes.data_as(ctypes.c_void_p))
+            expected = [np.int8(((_tflm_requantize(int(x) + bias_value, multiplier, shift) + 128) % 256) - 128)
+                        for x in inputs]
+            assert out[:, 0].tolist() == [int(v) for v in expected], (shift, bias_value, multiplier)
+
+
+def test_the_generated_resolver_registers_it_only_for_such_a_layer():
+    """mnist's first layer reads one channel: its committed op resolver registers the kernel (and
+    the device picks it per node); a model without one (TFLM's micro_speech example, whose first
+    layer is a DEPTHWISE_CONV_2D) keeps CMSIS-NN's registration."""
+    mnist = REPO / "samples" / "mnist" / "generated"
+    assert inspect_model(generated_model(mnist)).one_channel_convs == 1
+    resolver = (mnist / "op_resolver.h").read_text()
+    assert "resolver.AddConv2D(tinyml::Register_CONV_2D_INT8_ONE_CHANNEL())" in resolver
+    assert '#include "tinyml/conv_op.h"' in resolver
+    speech = REPO.parent / "shared" / "foreign-models" / "micro_speech.tflite"
+    if speech.exists():
+        assert inspect_model(speech.read_bytes()).one_channel_convs == 0

@@ -70,9 +70,12 @@ def test_the_op_table_and_the_bench_json() -> None:
     costs = op_costs(generated_model(MNIST), RUN, SUMMARY)
     table = render_ops([("mnist", "qemu_cortex_m3", "cmsis-nn", costs)], "markdown")
     lines = table.splitlines()
-    assert lines[0] == "| model | board | kernels | op | instructions | share | MACs | per MAC |"
+    assert lines[0] == "| model | board | kernels | op | instructions | share | MACs | per MAC | bound |"
     assert len(lines) == 2 + 7
     assert "| 0 CONV_2D | 1,471,040 | 59.3 % |" in lines[2] and "156,800" in lines[2]
+    assert lines[2].endswith("| 9.38 | 1 |")        # one MAC per instruction without SIMD
+    dsp = render_ops([("mnist", "mps2_an521", "cmsis-nn-dsp", costs)], "text").splitlines()
+    assert dsp[1].split()[-1] == "0.5"               # SMLAD: two per instruction
     row = BenchRow("mnist", "qemu_cortex_m3", "cmsis-nn", ops=costs)
     assert '"op": "CONV_2D"' in render([row], "json")
 

@@ -71,20 +71,30 @@ def op_costs(tflite: bytes, output: str, summary: dict[str, Any]) -> list[OpCost
     return costs
 
 
+# The fewest instructions per int8 multiply-accumulate each kernel build's instruction set allows
+# (the "bound" column): one per MUL/MLA without SIMD; two with the DSP extension's SMLAD (a dual
+# 16-bit multiply-accumulate); eight with Helium's 16-bit lanes (VMLADAVA.S16 over a Q register).
+# A kernel can only approach it: its operands must be loaded, its sums requantized.
+MAC_BOUNDS = {"reference": 1.0, "cmsis-nn": 1.0, "cmsis-nn-dsp": 0.5, "cmsis-nn-mve": 0.125}
+
+
 def render_ops(rows: list[tuple[str, str, str, list[OpCost]]], fmt: str) -> str:
-    """One line per op of each (model, board, kernels) row: instructions (or cycles), share, per MAC."""
-    header = ["model", "board", "kernels", "op", "instructions", "share", "MACs", "per MAC"]
+    """One line per op of each (model, board, kernels) row: instructions (or cycles), share, per MAC,
+    and the kernel build's bound per MAC (:data:`MAC_BOUNDS`) beside it."""
+    header = ["model", "board", "kernels", "op", "instructions", "share", "MACs", "per MAC", "bound"]
     lines = []
     for model, board, kernels, costs in rows:
         total = sum(c.instructions or c.cycles for c in costs) or 1
+        bound = MAC_BOUNDS.get(kernels)
         for c in costs:
             figure = c.instructions or c.cycles
             count = f"{figure:,}" if c.instructions else f"{figure:,} cycles"
             lines.append([model, board, kernels, f"{c.index} {c.op}", count, f"{100 * figure / total:.1f} %",
                           "not counted" if c.macs is None else f"{c.macs:,}" if c.macs else "",
-                          f"{c.per_mac:.2f}" if c.macs else ""])
+                          f"{c.per_mac:.2f}" if c.macs else "",
+                          f"{bound:g}" if c.macs and bound is not None else ""])
     if fmt == "markdown":
-        out = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] * 4 + ["---:"] * 4) + " |"]
+        out = ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] * 4 + ["---:"] * 5) + " |"]
         return "\n".join(out + ["| " + " | ".join(line) + " |" for line in lines])
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
     fmt_line = "  ".join("{:<%d}" % w for w in widths)

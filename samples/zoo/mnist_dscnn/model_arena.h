@@ -18,15 +18,15 @@ namespace tinyml {
 constexpr size_t kTensorArenaSize = 38496;
 constexpr size_t kArenaMeasuredDeviceBytes = 38112;
 #elif TINYML_POINTERS_32BIT && TINYML_KERNELS == TINYML_KERNELS_CMSIS_NN
-// cmsis-nn kernels: AllocateTensors() needs 38176 bytes on qemu_cortex_m3 (arena_used_bytes() 38164),
+// cmsis-nn kernels: AllocateTensors() needs 38416 bytes on qemu_cortex_m3 (arena_used_bytes() 38404),
 // + 1 %, rounded up to 16.
-constexpr size_t kTensorArenaSize = 38560;
-constexpr size_t kArenaMeasuredDeviceBytes = 38176;
+constexpr size_t kTensorArenaSize = 38816;
+constexpr size_t kArenaMeasuredDeviceBytes = 38416;
 #elif TINYML_POINTERS_32BIT && TINYML_KERNELS == TINYML_KERNELS_CMSIS_NN_DSP
-// cmsis-nn-dsp kernels: AllocateTensors() needs 38176 bytes on mps3_an547 (arena_used_bytes() 38164),
+// cmsis-nn-dsp kernels: AllocateTensors() needs 38656 bytes on mps2_an521 (arena_used_bytes() 38644),
 // + 1 %, rounded up to 16.
-constexpr size_t kTensorArenaSize = 38560;
-constexpr size_t kArenaMeasuredDeviceBytes = 38176;
+constexpr size_t kTensorArenaSize = 39056;
+constexpr size_t kArenaMeasuredDeviceBytes = 38656;
 #elif TINYML_POINTERS_32BIT && TINYML_KERNELS == TINYML_KERNELS_CMSIS_NN_MVE
 // cmsis-nn-mve kernels: AllocateTensors() needs 38192 bytes on mps3_an547 (arena_used_bytes() 38180),
 // + 1 %, rounded up to 16.

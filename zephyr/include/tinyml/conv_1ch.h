@@ -10,16 +10,24 @@
  * arm_memcpy_s8 call per kernel tap, one byte per call with one input channel,
  * and spends about 9 instructions per multiply-accumulate there against about
  * 4 for a convolution with eight input channels. Here the input is read in
- * place: each input row, offset and zero-padded, is packed once into 32-bit
- * words holding the input values of two neighbouring output pixels (lanes of
- * TINYML_CONV_1CH_LANE_BITS bits), so one 32x32->64-bit multiply-accumulate
- * (SMLAL on Armv7-M and later) does two multiply-accumulates, for any kernel
- * size and stride, without im2col. Cores without a 64-bit multiply (Armv6-M)
- * sum one pixel at a time. Kernels over TINYML_CONV_1CH_MAX_PACKED_TAPS taps and
- * output channels not in whole blocks of four are not taken (CMSIS-NN keeps them).
+ * place: each input row of the window, offset and zero-padded, is converted
+ * once per call, and the sums for two neighbouring output pixels and four
+ * output channels are built together from it, for any kernel size and stride,
+ * without im2col. Which instructions do the multiply-accumulates depends on
+ * the core (TINYML_CONV_1CH_VARIANT):
+ *  - DSP extension (Cortex-M4, M7, M33 with DSP, M55): SMLAD, two taps per
+ *    instruction, from 16-bit rows and weight pairs;
+ *  - other Armv7-M/Armv8-M Mainline (Cortex-M3, M33 without DSP): SMLAL, two
+ *    pixels per instruction, from rows whose 32-bit words hold the value for
+ *    both pixels in lanes of TINYML_CONV_1CH_LANE_BITS bits;
+ *  - Armv6-M and Armv8-M Baseline (Cortex-M0, M23), without a 64-bit
+ *    multiply-accumulate: one pixel per 32-bit sum.
+ * Output channels not in whole blocks of four, and on the SMLAL cores kernels
+ * over TINYML_CONV_1CH_MAX_PACKED_TAPS taps, are not taken (CMSIS-NN keeps them).
  *
- * Plain C, so the same file is compiled natively for the host tests that compare
- * it with TFLM on random shapes (tests/test_conv_1ch.py).
+ * Plain C (the DSP variant through ACLE's __smlad, emulated off Arm), so the
+ * same file is compiled natively for the host tests that compare every variant
+ * with TFLM on random shapes (tests/test_conv_1ch.py).
  */
 
 #ifndef TINYML_CONV_1CH_H_
@@ -42,6 +50,21 @@ extern "C" {
  * channels are adjacent in the packed weights. */
 #define TINYML_CONV_1CH_CHANNEL_BLOCK 4
 
+#define TINYML_CONV_1CH_PLAIN_SUMS 0  /* one pixel per 32-bit sum */
+#define TINYML_CONV_1CH_LANE_SUMS 1   /* two pixels per 64-bit sum (SMLAL) */
+#define TINYML_CONV_1CH_DUAL_MACS 2   /* two taps per 16-bit dual multiply-accumulate (SMLAD) */
+
+/* The host tests force a variant with -DTINYML_CONV_1CH_FORCE_VARIANT=<n>. */
+#if defined(TINYML_CONV_1CH_FORCE_VARIANT)
+#define TINYML_CONV_1CH_VARIANT TINYML_CONV_1CH_FORCE_VARIANT
+#elif defined(__ARM_ARCH_6M__) || defined(__ARM_ARCH_8M_BASE__)
+#define TINYML_CONV_1CH_VARIANT TINYML_CONV_1CH_PLAIN_SUMS
+#elif defined(__ARM_FEATURE_DSP) && (__ARM_FEATURE_DSP == 1)
+#define TINYML_CONV_1CH_VARIANT TINYML_CONV_1CH_DUAL_MACS
+#else
+#define TINYML_CONV_1CH_VARIANT TINYML_CONV_1CH_LANE_SUMS
+#endif
+
 struct tinyml_conv_1ch {
 	int32_t batches;
 	int32_t input_h, input_w;     /* input [batches, input_h, input_w, 1] */
@@ -53,40 +76,61 @@ struct tinyml_conv_1ch {
 	int32_t input_offset;         /* -input zero point */
 	int32_t output_offset;        /* output zero point */
 	int32_t act_min, act_max;     /* fused activation's range, in output units */
-	const int8_t *weights;        /* the filter in tinyml_conv_1ch_pack_weights()'s order */
+	const void *weights;          /* the filter in tinyml_conv_1ch_pack_weights()'s order */
 	const int32_t *bias;          /* [out_ch], or NULL */
 	const int32_t *multiplier;    /* TFLM's per-channel quantized multipliers and shifts */
 	const int32_t *shift;         /* (OpDataConv's per_channel_output_multiplier/shift) */
 };
 
 /* Whether the kernel takes the shape (dilation 1 is the caller's to check): output channels in
- * whole blocks, and on cores with two pixels per sum at most TINYML_CONV_1CH_MAX_PACKED_TAPS taps. */
+ * whole blocks, and with two pixels per 64-bit sum at most TINYML_CONV_1CH_MAX_PACKED_TAPS taps. */
 static inline int tinyml_conv_1ch_supported(const struct tinyml_conv_1ch *conv)
 {
 	return conv->out_ch % TINYML_CONV_1CH_CHANNEL_BLOCK == 0 &&
-	       conv->filter_h * conv->filter_w <= TINYML_CONV_1CH_MAX_PACKED_TAPS;
+	       (TINYML_CONV_1CH_VARIANT != TINYML_CONV_1CH_LANE_SUMS ||
+		conv->filter_h * conv->filter_w <= TINYML_CONV_1CH_MAX_PACKED_TAPS);
 }
 
-/* Bytes of the weights in their packed layout (int8, persistent, made once). */
+/* Taps of a kernel row in pairs (the dual multiply-accumulate's): an odd last one pairs with a
+ * zero weight. */
+static inline int32_t tinyml_conv_1ch_tap_pairs(const struct tinyml_conv_1ch *conv)
+{
+	return (conv->filter_w + 1) / 2;
+}
+
+/* Bytes of the weights in their packed layout (persistent, made once, 4-byte aligned). */
 static inline size_t tinyml_conv_1ch_weights_size(const struct tinyml_conv_1ch *conv)
 {
+	if (TINYML_CONV_1CH_VARIANT == TINYML_CONV_1CH_DUAL_MACS) {
+		return (size_t)conv->out_ch * (size_t)(conv->filter_h * tinyml_conv_1ch_tap_pairs(conv)) *
+		       sizeof(int32_t);
+	}
 	return (size_t)conv->out_ch * (size_t)(conv->filter_h * conv->filter_w);
 }
 
-/* Bytes of scratch memory one call needs: the window's filter_h input rows, packed (each input
- * row is packed once per call, then moves up as the window does). */
+/* 32-bit words of one converted input row in the scratch memory: every padded column a pair of
+ * output pixels reads (with 16-bit rows, also the second pixel's last tap pair). */
+static inline int32_t tinyml_conv_1ch_row_words(const struct tinyml_conv_1ch *conv)
+{
+	if (TINYML_CONV_1CH_VARIANT == TINYML_CONV_1CH_DUAL_MACS) {
+		return (conv->output_w * conv->stride_w + 2 * tinyml_conv_1ch_tap_pairs(conv) + 1) / 2;
+	}
+	return (conv->output_w - 1) * conv->stride_w + conv->filter_w;
+}
+
+/* Bytes of scratch memory one call needs: the window's filter_h input rows, converted (each input
+ * row is converted once per call, then moves up as the window does). */
 static inline size_t tinyml_conv_1ch_scratch_size(const struct tinyml_conv_1ch *conv)
 {
-	const size_t row_words = (size_t)((conv->output_w - 1) * conv->stride_w + conv->filter_w);
-
-	return (size_t)conv->filter_h * row_words * sizeof(int32_t);
+	return (size_t)conv->filter_h * (size_t)tinyml_conv_1ch_row_words(conv) * sizeof(int32_t);
 }
 
 /* Writes the filter [out_ch, filter_h, filter_w, 1] in the order the kernel reads it into
- * `packed` (tinyml_conv_1ch_weights_size() bytes): blocks of TINYML_CONV_1CH_CHANNEL_BLOCK
- * channels, each tap-major, so that one tap's weights for a block are adjacent. */
+ * `packed` (tinyml_conv_1ch_weights_size() bytes, 4-byte aligned): blocks of
+ * TINYML_CONV_1CH_CHANNEL_BLOCK channels, each tap-major, so that one tap's (or tap pair's)
+ * weights for a block are adjacent. */
 void tinyml_conv_1ch_pack_weights(const struct tinyml_conv_1ch *conv, const int8_t *filter,
-				  int8_t *packed);
+				  void *packed);
 
 /* The convolution of input into output; scratch is tinyml_conv_1ch_scratch_size() bytes,
  * 4-byte aligned. */

@@ -20,6 +20,7 @@
 
 #include "tinyml/conv_1ch.h"
 
+#if defined(TINYML_CONV_1CH_REGISTERED)
 namespace tinyml {
 namespace {
 
@@ -167,3 +168,4 @@ TFLMRegistration Register_CONV_2D_INT8_ONE_CHANNEL()
 }
 
 }  // namespace tinyml
+#endif  // TINYML_CONV_1CH_REGISTERED
