@@ -43,14 +43,13 @@ void tinyml_conv_1ch_pack_weights(const struct tinyml_conv_1ch *conv, const int8
 			 * the low half, as a 32-bit load of two 16-bit row values has it */
 			const int32_t ky = tap / fw;
 			const int32_t kx = tap % fw;
-			const int32_t pair = ky * tinyml_conv_1ch_tap_pairs(conv) + kx / 2;
-			int16_t *halves = (int16_t *)packed;
+			const int32_t pairs = tinyml_conv_1ch_tap_pairs(conv);
+			const int32_t pair = ((oc / BLOCK) * conv->filter_h + ky) * pairs + kx / 2;
+			int16_t *word = (int16_t *)packed + (pair * BLOCK + oc % BLOCK) * 2;
 
-			halves[(((oc / BLOCK) * conv->filter_h * tinyml_conv_1ch_tap_pairs(conv) + pair) * BLOCK +
-				oc % BLOCK) * 2 + kx % 2] = filter[i];
+			word[kx % 2] = filter[i];
 			if (kx == fw - 1 && fw % 2 == 1) {
-				halves[(((oc / BLOCK) * conv->filter_h * tinyml_conv_1ch_tap_pairs(conv) + pair) *
-					BLOCK + oc % BLOCK) * 2 + 1] = 0;
+				word[1] = 0; /* an odd row's last tap pairs with a zero weight */
 			}
 		} else {
 			((int8_t *)packed)[((oc / BLOCK) * taps + tap) * BLOCK + oc % BLOCK] = filter[i];

@@ -6,9 +6,9 @@
  *
  * For a node this kernel takes, TFLM's own CalculateOpDataConv() computes the
  * padding, zero points, activation range and per-channel multipliers, exactly
- * as TFLM's reference kernel and CMSIS-NN's use them. Every other convolution gets CMSIS-NN's own op data, made by
- * CMSIS-NN's init when the node is prepared and handed to CMSIS-NN's prepare
- * and invoke on a copy of the node.
+ * as TFLM's reference kernel and CMSIS-NN's use them. Every other convolution
+ * gets CMSIS-NN's own op data, made by CMSIS-NN's init when the node is
+ * prepared and handed to CMSIS-NN's prepare and invoke on a copy of the node.
  */
 
 #include "tinyml/conv_op.h"
@@ -59,7 +59,8 @@ TfLiteNode CmsisNode(const TfLiteNode* node)
 /*
  * Sets up tinyml_conv_1ch_s8 for this node if it computes the node exactly as TFLM does (one
  * int8 input channel, int8 weights, dilation 1, TFLM's default double rounding, a shape
- * tinyml_conv_1ch_supported() takes); false leaves the node to CMSIS-NN. Read from the eval
+ * tinyml_conv_1ch_supported() takes); otherwise data->conv stays null and the node is
+ * CMSIS-NN's. An error only when the arena or TFLM's parameters fail. Read from the eval
  * tensors: the filter's and bias's data lie in the model, so their pointers stay valid.
  */
 TfLiteStatus PrepareOneChannel(TfLiteContext* context, TfLiteNode* node, const TfLiteConvParams& params,
