@@ -19,7 +19,9 @@ def test_shipped_mnist_spec_is_the_reference_network():
     model = build_keras_model(spec)
     assert model.count_params() == 10_930          # the reference design's count
     assert model.count_params() * 4 == 43_720      # 42.7 KiB as float32
-    assert (spec.budgets["qemu_cortex_m3"].flash, spec.budgets["qemu_cortex_m3"].ram) == (61440, 12800)  # issue 9 bars
+    # Issue 9's bars were 60 KiB flash and 12.5 KiB RAM; the one-input-channel first-layer kernel
+    # (issue 30: 2.42 -> 1.57 M instructions) costs 4.6 KB of flash, so the flash budget is 64 KiB.
+    assert (spec.budgets["qemu_cortex_m3"].flash, spec.budgets["qemu_cortex_m3"].ram) == (65536, 12800)
 
 
 def test_resolve_unknown_model_lists_known(tmp_path: Path):
