@@ -29,6 +29,7 @@ set(_tinyml_board_key_qemu_cortex_m0_nrf51822 qemu_cortex_m0)
 set(_tinyml_board_key_qemu_cortex_a9_xc7z007s qemu_cortex_a9)
 set(_tinyml_board_key_nucleo_f446re_stm32f446xx nucleo_f446re)
 set(_tinyml_board_key_mps2_an521_cpu0 mps2_an521)
+set(_tinyml_board_key_mps2_an521_cpu0_ns mps2_an521_ns)
 set(_tinyml_board_key_mps3_corstone300_an547 mps3_an547)
 # mps3/an547 (Zephyr 3.7 to 3.99) normalizes to mps3_an547 itself.
 

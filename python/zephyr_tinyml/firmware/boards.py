@@ -77,6 +77,8 @@ BOARDS: dict[str, Board] = {b.key: b for b in (
     Board("qemu_cortex_a9", (((3, 7, 0), "qemu_cortex_a9/xc7z007s"),)),
     Board("nucleo_f446re", (((3, 7, 0), "nucleo_f446re/stm32f446xx"),)),
     Board("mps2_an521", (((3, 7, 0), "mps2/an521/cpu0"),)),
+    # Its non-secure target beside TF-M (secure models: samples/secure_model).
+    Board("mps2_an521_ns", (((3, 7, 0), "mps2/an521/cpu0/ns"),)),
     Board("mps3_an547", (((3, 7, 0), "mps3/an547"), ((4, 0, 0), "mps3/corstone300/an547"))),
 )}
 

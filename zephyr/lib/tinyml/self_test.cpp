@@ -12,6 +12,7 @@
 #include <zephyr/sys/printk.h>
 
 #include "test_data.h"
+#include "tinyml/icount.h"
 #include "tinyml/packbits.h"
 #include "tinyml/runtime.h"
 
@@ -28,34 +29,6 @@ int FirstDifference(const int8_t* got, const int8_t* want)
 	}
 	return -1;
 }
-
-#if defined(CONFIG_QEMU_ICOUNT) && defined(__arm__)
-/*
- * Under QEMU icount every instruction takes 2^shift ns of emulated time, so the
- * cycle counter measures instructions, but it runs at the clock QEMU gives the
- * board, which need not be the one Zephyr assumes (QEMU's lm3s6965evb runs at
- * 12.5 MHz where Zephyr 3.4 configures 12 MHz for qemu_cortex_m3; its
- * mps2-an521 at 20 MHz and mps3-an547 at 32 MHz where Zephyr says 25 MHz), and
- * then microseconds / 0.064 would be off by that ratio. So the self test
- * times a loop of a known number of instructions (SUBS + BNE per pass) and
- * prints both figures: the host turns cycles into instructions with them.
- */
-constexpr uint32_t kCalibrationPasses = 500000;
-constexpr uint32_t kCalibrationInstructions = 2 * kCalibrationPasses;
-
-uint32_t CalibrationCycles()
-{
-	uint32_t passes = kCalibrationPasses;
-	const uint32_t start = k_cycle_get_32();
-#if defined(__thumb__) && !defined(__thumb2__)
-	/* Thumb-1 (Cortex-M0): GCC's inline assembly is in divided syntax, where SUB sets the flags. */
-	__asm__ volatile("1: sub %0, #1\n\tbne 1b" : "+l"(passes) : : "cc");
-#else
-	__asm__ volatile("1: subs %0, %0, #1\n\tbne 1b" : "+l"(passes) : : "cc");
-#endif
-	return k_cycle_get_32() - start;
-}
-#endif
 
 /*
  * Test input n into the input tensor: unpacked with tinyml::UnpackBits()
@@ -163,7 +136,7 @@ int RunSelfTest()
 #endif
 
 	const uint64_t per_inference = cycles / kNumTests;
-#if defined(CONFIG_QEMU_ICOUNT) && defined(__arm__)
+#if defined(TINYML_ICOUNT_CALIBRATION)
 	const uint32_t calibration_cycles = CalibrationCycles();  /* before the line: printed whole */
 #endif
 	printk("SUMMARY correct=%d/%d arena_used=%u arena_size=%u cycles_per_inference=%u "
@@ -171,7 +144,7 @@ int RunSelfTest()
 	       correct, kNumTests, (unsigned)arena_used, (unsigned)ArenaSize(),
 	       (unsigned)per_inference, (unsigned)k_cyc_to_us_floor64(per_inference), kKernelsName,
 	       (unsigned)arena_needed);
-#if defined(CONFIG_QEMU_ICOUNT) && defined(__arm__)
+#if defined(TINYML_ICOUNT_CALIBRATION)
 	printk(" calibration_cycles=%u calibration_instructions=%u", (unsigned)calibration_cycles,
 	       (unsigned)kCalibrationInstructions);
 #endif
