@@ -30,6 +30,11 @@ NEEDS = {
 }
 APT = "sudo apt-get install"
 MODULES = ("tflite-micro", "cmsis", "cmsis-nn", "hal_stm32", "hal_nordic")  # the last two: nucleo_f446re, qemu_cortex_m0
+# Secure models (samples/secure_model): TF-M and what its build takes from the workspace.
+TFM_MODULES = ("trusted-firmware-m", "tf-m-tests", "psa-arch-tests", "mbedtls", "mcuboot")
+# The optional extras: (extra, what the report calls it, who needs it).
+EXTRAS = (("torch", "PyTorch extra (.pt2 models)", "only .pt2 models need it"),
+          ("tfm", "TF-M extra (secure models)", "only secure models, built with TF-M, need it"))
 
 
 @dataclass(frozen=True)
@@ -78,32 +83,36 @@ def _package_check(requirement: str) -> Check:
 
 
 def extra_checks() -> list[Check]:
-    """The optional extras (today: ``[torch]``, for PyTorch ``.pt2`` models): reported with the command
-    that installs them, never failing the doctor, since only a build of such a model needs them."""
+    """The optional extras (``[torch]`` for PyTorch ``.pt2`` models, ``[tfm]`` for TF-M's build
+    tools): reported with the command that installs them, never failing the doctor, since only a
+    build that uses them needs them."""
     from packaging.requirements import Requirement
 
     try:
         declared = metadata.requires("zephyr-tinyml") or []
     except metadata.PackageNotFoundError:
         return []
-    wanted = [Requirement(r) for r in declared if re.search(r"""extra\s*==\s*['"]torch['"]""", r)]
-    if not wanted:
-        return []
-    found, missing = [], []
-    for req in wanted:
-        try:
-            version = metadata.version(req.name)
-        except metadata.PackageNotFoundError:
-            missing.append(f"{req.name} not installed")
+    checks = []
+    for extra, label, who in EXTRAS:
+        wanted = [Requirement(r) for r in declared if re.search(rf"""extra\s*==\s*['"]{extra}['"]""", r)]
+        if not wanted:
             continue
-        if req.specifier and not req.specifier.contains(version, prereleases=True):
-            missing.append(f"{req.name} {version} (need {req.specifier})")
-        else:
-            found.append(f"{req.name} {version}")
-    ok = not missing
-    return [Check("host", "PyTorch extra (.pt2 models)", ok, ", ".join(found) if ok else "; ".join(missing),
-                  "" if ok else 'pip install "zephyr-tinyml[torch]"  (optional: only .pt2 models need it)',
-                  required=False)]
+        found, missing = [], []
+        for req in wanted:
+            try:
+                version = metadata.version(req.name)
+            except metadata.PackageNotFoundError:
+                missing.append(f"{req.name} not installed")
+                continue
+            if req.specifier and not req.specifier.contains(version, prereleases=True):
+                missing.append(f"{req.name} {version} (need {req.specifier})")
+            else:
+                found.append(f"{req.name} {version}")
+        ok = not missing
+        checks.append(Check("host", label, ok, ", ".join(found) if ok else "; ".join(missing),
+                            "" if ok else f'pip install "zephyr-tinyml[{extra}]"  (optional: {who})',
+                            required=False))
+    return checks
 
 
 def interpreter_checks() -> list[Check]:
@@ -161,7 +170,7 @@ def zephyr_checks(start: Path | None = None) -> tuple[list[Check], ZephyrEnv | N
     checks = [Check("firmware", "Zephyr", True, f"{env.version} at {env.base} ({how})"),
               zephyr_support(env.version, env.base)]
     found = workspace_modules(env)
-    for name in MODULES:
+    for name in MODULES + TFM_MODULES:
         # A module.yml without ``name:`` is named after its folder: west's hal_stm32 lives in hal/stm32.
         aliases = {"cmsis": ("cmsis", "cmsis_6"), "hal_stm32": ("hal_stm32", "stm32"),
                    "hal_nordic": ("hal_nordic", "nordic")}.get(name, (name,))

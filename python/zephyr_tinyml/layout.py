@@ -12,6 +12,8 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 SAMPLE_APP = REPOSITORY / "samples" / "run_model"
 # The evaluation app: answers test inputs streamed over the console UART (docs/protocol.md).
 EVAL_APP = REPOSITORY / "samples" / "mnist_eval"
+# The non-secure app of a secure model (`tinyml build --secure`; the model runs in a TF-M partition).
+SECURE_APP = REPOSITORY / "samples" / "secure_model"
 # The board a command builds for when none is named: QEMU's Cortex-M3, which every Zephyr release has.
 DEFAULT_BOARD = "qemu_cortex_m3"
 

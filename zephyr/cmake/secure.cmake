@@ -34,8 +34,11 @@ set_property(TARGET zephyr_property_target
     -DTINYML_TFLM_DIR=${ZEPHYR_TFLITE_MICRO_MODULE_DIR}
     -DTINYML_CMSIS_NN_DIR=${ZEPHYR_CMSIS_NN_MODULE_DIR}
     -DTINYML_MODULE_DIR=${_tinyml_module_dir}
+    # TF-M's tools (manifests, image signing) run on the Python this build runs on, the one
+    # holding its packages (the tfm extra), not on whichever python3 comes first on PATH.
+    -DPython3_EXECUTABLE=${Python3_EXECUTABLE}
     # A non-secure access to secure memory prints "FATAL ERROR: SecureFault" and the
-    # fault registers before TF-M halts: the line the fault test requires.
+    # fault registers before TF-M resets the system: the line the fault test requires.
     -DTFM_EXCEPTION_INFO_DUMP=ON
 )
 # TF-M's build runs ninja in its own folder on every build of the app, so a regenerated

@@ -8,8 +8,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import TinymlError
+from ..errors import FirmwareError, TinymlError
+from ..firmware.boards import canonical
 from ..firmware.build import KERNEL_CHOICES, FirmwareOptions, build_step
+from ..firmware.secure import WINDOW, build_secure, run_secure, secure_images
 from ..layout import DEFAULT_BOARD, work_dir
 from ..model.model_file import is_model_path, name_from_path, read_labels_file, spec_for_model_file
 from ..model.pipeline import BuildOptions, build_model
@@ -71,10 +73,44 @@ def add_command(sub: argparse._SubParsersAction) -> None:
                               "module, else the reference kernels; cmsis-nn-dsp: CMSIS-NN's DSP paths on a "
                               "Cortex-M33 (mps2_an521, the extension turned on in QEMU) or the Cortex-M55 of "
                               "mps3_an547, which measures their arena for DSP boards QEMU cannot run)")
+    p_build.add_argument("--secure", action="store_true",
+                         help="keep the model in the TrustZone secure world: build it into the zephyr-tinyml TF-M "
+                              "partition with samples/secure_model as the non-secure app (board: a TF-M _ns "
+                              "target such as mps2_an521_ns); --run requires the self test through the PSA "
+                              "service, the refusal of a wrong-size input and a SecureFault on reading the model")
     p_build.add_argument("--no-firmware", action="store_true",
                          help="stop after generating sources (no Zephyr needed)")
     p_build.set_defaults(func=cmd_build)
 
+
+
+def secure_build_step(generated: Path, changed: bool, work: Path, board: str, build_dir: Path | None,
+                      run: bool, console: Console) -> int:
+    """``tinyml build --secure``: the model in the TF-M partition, the non-secure app around it,
+    optionally run to its SecureFault, then the three images and the model-window check."""
+    build_dir = build_dir or Path(work) / f"{canonical(board)}-secure"
+    build_secure(board, build_dir, generated, pristine=changed and build_dir.exists())
+    status = 0
+    if run:
+        try:
+            output, _ = run_secure(build_dir)
+        except FirmwareError as err:
+            console.print(f"[red]{err}[/red]", markup=True, highlight=False)
+            status = 1
+        else:
+            console.print(output, markup=False, highlight=False, soft_wrap=True)
+    images = secure_images(build_dir, generated)
+    table = Table(title=f"secure build on {board}: three images")
+    for column in ("image", "flash B", "of", "RAM B", "of"):
+        table.add_column(column, justify="left" if column == "image" else "right")
+    for name, report in (("bootloader (TF-M BL2, MCUboot)", images.bootloader),
+                         ("TF-M secure image (model, TFLM, kernels, arena)", images.secure),
+                         ("non-secure Zephyr app", images.non_secure)):
+        table.add_row(name, f"{report.flash:,}", f"{report.flash_size:,}", f"{report.ram:,}", f"{report.ram_size:,}")
+    console.print(table)
+    console.print(f"model bytes in the non-secure image: {images.model_windows_in_non_secure} of its "
+                  f"{WINDOW}-byte windows")
+    return status
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -126,6 +162,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     console.print(f"generated sources in {result.generated.folder}; rewritten: {changed}")
     if args.no_firmware:
         return 0
+    if args.secure:
+        return secure_build_step(result.generated.folder, bool(result.generated.changed), result.work_dir,
+                                 args.board, Path(args.build_dir) if args.build_dir else None, args.run, console)
     firmware = FirmwareOptions(board=args.board, build_dir=Path(args.build_dir) if args.build_dir else None,
                                kernels=args.kernels, run=args.run)
     return build_step(result.spec, result.generated.folder, bool(result.generated.changed), result.work_dir,

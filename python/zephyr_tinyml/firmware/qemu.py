@@ -29,11 +29,13 @@ def start_run_target(build_dir: Path, env: Mapping[str, str] | None, stdin: int 
                             stderr=subprocess.STDOUT, env=dict(env) if env else None, start_new_session=True)
 
 
-def run_until_end(build_dir: Path, env: Mapping[str, str], timeout: float = 120.0) -> str:
+def run_until_end(build_dir: Path, env: Mapping[str, str], timeout: float = 120.0,
+                  end: re.Pattern[str] = END_OF_RUN) -> str:
     """Run a QEMU board's build (its ``run`` target) until the app's last line; returns the output.
 
-    QEMU never exits on its own, so the run stops at the summary (or failure) line, or after
-    ``timeout`` seconds, which is an error.
+    QEMU never exits on its own, so the run stops at the first line ``end`` matches (the summary or
+    a failure line; an app whose last words come later, such as samples/secure_model's SecureFault,
+    passes its own), or after ``timeout`` seconds, which is an error.
     """
     proc = start_run_target(build_dir, env)
     lines: list[str] = []
@@ -60,7 +62,7 @@ def run_until_end(build_dir: Path, env: Mapping[str, str], timeout: float = 120.
             for raw in complete:
                 line = raw.decode(errors="replace").rstrip("\r")
                 lines.append(line)
-                if END_OF_RUN.search(line):
+                if end.search(line):
                     finished = True
                     break
     exit_status = proc.poll()   # None while QEMU still runs (it never exits by itself)

@@ -6,7 +6,7 @@
  * equal host TFLM's bytes, as in every other app's self test (same lines, same SUMMARY, so
  * twister and `west tinyml build --run` read it alike). Then it proves the protection:
  * a wrong-size input is refused, and reading the model's bytes at their secure address
- * from here faults (TF-M prints "FATAL ERROR: SecureFault" and halts), which is the last
+ * from here faults (TF-M prints "FATAL ERROR: SecureFault" and resets the system), the last
  * thing this app does.
  */
 #include <cstdint>
@@ -150,7 +150,7 @@ int Run()
 		return Fail("the partition ran a wrong-size input");
 	}
 
-	/* Last: the model's first word, read from the non-secure world. TF-M stops the system. */
+	/* Last: the model's first word, read from the non-secure world. TF-M resets the system. */
 	printk("secure_model: reading the model at 0x%08x from the non-secure world (must fault)\n",
 	       (unsigned)info.model_address);
 	const volatile uint32_t* model = reinterpret_cast<const volatile uint32_t*>(info.model_address);

@@ -1,0 +1,66 @@
+"""The model in the TrustZone secure world: samples/secure_model on mps2_an521_ns (TF-M + Zephyr).
+
+The Zephyr tier builds the MNIST sample's generated model into the zephyr-tinyml TF-M partition and
+the non-secure app around it (firmware/secure.py, as `tinyml build --secure` does), runs it in QEMU
+and requires what the app proves: every test input through the PSA service equal to host TFLM's
+bytes, a wrong-size input refused, the non-secure read of the model's secure address stopped by a
+SecureFault; and of the images, that the non-secure one holds no 64-byte window of the model while
+the secure one holds it whole. Skipped, saying why, where the workspace lacks TF-M's modules or the
+Python running the build lacks TF-M's tools (the ``tfm`` extra).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import TEST_BUILDS
+from zephyr_tinyml.errors import FirmwareError
+from zephyr_tinyml.firmware.secure import (TFM_MODULES, WINDOW, build_secure, require_tfm, run_secure,
+                                           secure_images, windows_found)
+from zephyr_tinyml.firmware.zephyr_env import find_zephyr, workspace_modules
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST_GENERATED = REPO / "samples" / "mnist" / "generated"
+
+
+def test_windows_found_counts_every_copied_window() -> None:
+    model = bytes(range(200))
+    assert windows_found(model, b"\xff" * 10 + model[50:130] + b"\xff") == 80 - WINDOW + 1
+    assert windows_found(model, bytes(reversed(model))) == 0
+    padded = model + bytes(100)                 # zero padding: in every image, not the model's
+    assert windows_found(padded, bytes(300)) == 0
+
+
+def test_secure_needs_a_non_secure_board() -> None:
+    with pytest.raises(FirmwareError, match="non-secure board target built with TF-M"):
+        require_tfm("mps2_an521")
+
+
+@pytest.mark.zephyr
+@pytest.mark.slow
+def test_secure_model_is_bit_exact_and_unreadable_from_the_normal_world() -> None:
+    zephyr, why = find_zephyr()
+    if zephyr is None:
+        pytest.skip(why)
+    if shutil.which("qemu-system-arm") is None:
+        pytest.skip("qemu-system-arm is not installed")
+    missing = [m for m in TFM_MODULES if m not in workspace_modules(zephyr)]
+    if missing:
+        pytest.skip(f"the Zephyr workspace lacks TF-M's modules {', '.join(missing)} (west.yml imports "
+                    "them; `west update` fetches them)")
+    if importlib.util.find_spec("jinja2") is None or importlib.util.find_spec("imgtool") is None:
+        pytest.skip('TF-M\'s build needs its Python tools: pip install "zephyr-tinyml[tfm]"')
+
+    build = build_secure("mps2_an521_ns", TEST_BUILDS / "secure_model-mps2_an521_ns", MNIST_GENERATED)
+    output, summary = run_secure(build)    # raises, quoting the output, on any missing evidence
+    assert summary["images"] == 10 and summary["correct"] == 10
+    assert output.count("CORRECT classification! ") == 10 and "WRONG" not in output
+
+    images = secure_images(build, MNIST_GENERATED)   # raises if the secure image lacks the model
+    assert images.model_windows_in_non_secure == 0
+    assert images.non_secure.flash < 32 * 1024      # the app and test data: no TFLM, no model
+    assert images.secure.flash > images.non_secure.flash
