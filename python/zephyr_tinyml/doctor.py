@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .firmware.boards import BOARDS, parse_version, target_for
+from .firmware.secure import TFM_MODULES   # secure models: TF-M and what its build takes
 from .firmware.zephyr_env import ZephyrEnv, find_zephyr, workspace_modules
 from .model.tflite_model import tf_lite_interpreter
 
@@ -30,8 +31,6 @@ NEEDS = {
 }
 APT = "sudo apt-get install"
 MODULES = ("tflite-micro", "cmsis", "cmsis-nn", "hal_stm32", "hal_nordic")  # the last two: nucleo_f446re, qemu_cortex_m0
-# Secure models (samples/secure_model): TF-M and what its build takes from the workspace.
-TFM_MODULES = ("trusted-firmware-m", "tf-m-tests", "psa-arch-tests", "mbedtls", "mcuboot")
 # The optional extras: (extra, what the report calls it, who needs it).
 EXTRAS = (("torch", "PyTorch extra (.pt2 models)", "only .pt2 models need it"),
           ("tfm", "TF-M extra (secure models)", "only secure models, built with TF-M, need it"))
