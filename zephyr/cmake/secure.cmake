@@ -41,8 +41,10 @@ set_property(TARGET zephyr_property_target
     # fault registers before TF-M resets the system: the line the fault test requires.
     -DTFM_EXCEPTION_INFO_DUMP=ON
 )
-# TF-M's build runs ninja in its own folder on every build of the app, so a regenerated
-# model is recompiled there like any other source.
+# TF-M's build runs ninja in its own folder on every build of the app, so a regenerated model
+# is recompiled there like any other source; nothing here has to track it.
+
+# The app: TF-M's non-secure PSA interface, the model's headers and this module's headers.
 target_include_directories(app PRIVATE
   $<TARGET_PROPERTY:tfm,TFM_BINARY_DIR>/install/interface/include
   ${TINYML_MODEL_DIR}
