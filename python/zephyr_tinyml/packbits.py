@@ -6,7 +6,7 @@ repeated 257 - *h* times (2 to 128); 128 is a no-op.  Test inputs are mostly one
 
 Why one codec: the same data (a model's test inputs) is packed in two places, the inputs
 ``tinyml build`` embeds in flash (``kTestPacked`` in the generated test_data.cc, expanded by
-``FillInput()`` in zephyr/lib/tinyml/self_test.cpp) and the ``TP`` frames ``tinyml eval`` sends
+``FillInput()`` in zephyr/include/tinyml/test_report.h) and the ``TP`` frames ``tinyml eval`` sends
 over the UART (docs/protocol.md, expanded by samples/mnist_eval/src/frame.cpp).  One format means
 one encoder here and one decoder on the device, ``tinyml::UnpackBits()`` in
 zephyr/include/tinyml/packbits.h, instead of two codecs under the same name that disagree.

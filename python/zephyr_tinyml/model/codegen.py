@@ -390,7 +390,7 @@ def _test_data_h(stamp: str, tests: TestVectors) -> str:
             if pixels else "the model's int8 inputs, as they go into the input tensor")
     declarations.append(f"// The test inputs: {what}, PackBits-compressed one after\n"
                         "// the other; input n is kTestPacked[kTestPackedStart[n] .. kTestPackedStart[n + 1]).\n"
-                        "// FillInput() (zephyr-tinyml's self_test.cpp) expands one with tinyml::UnpackBits()\n"
+                        "// FillInput() (zephyr-tinyml's tinyml/test_report.h) expands one with tinyml::UnpackBits()\n"
                         "// (tinyml/packbits.h), the decoder of the evaluation protocol's packed frames too.\n"
                         "extern const uint8_t kTestPacked[];\n"
                         "extern const uint32_t kTestPackedStart[kNumTests + 1];")

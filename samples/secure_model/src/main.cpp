@@ -18,8 +18,8 @@
 
 #include "test_data.h"
 #include "tinyml/icount.h"
-#include "tinyml/packbits.h"
 #include "tinyml/secure_model.h"
+#include "tinyml/test_report.h"
 
 namespace {
 
@@ -28,21 +28,6 @@ int Fail(const char* what)
 	printk("secure_model: %s\n", what);
 	printk("PROJECT EXECUTION FAILED\n");
 	return -1;
-}
-
-/* Test input n, as the partition's input tensor takes it. False if the data is damaged. */
-bool FillInput(int n, int8_t* input)
-{
-	const uint32_t start = tinyml::kTestPackedStart[n];
-	uint8_t* out = reinterpret_cast<uint8_t*>(input);
-	if (!tinyml::UnpackBits(tinyml::kTestPacked + start, tinyml::kTestPackedStart[n + 1] - start,
-				out, (size_t)tinyml::kInputSize)) {
-		return false;
-	}
-#if TINYML_TEST_PIXELS
-	tinyml::QuantizeImage(out, input);
-#endif
-	return true;
 }
 
 psa_status_t Infer(psa_handle_t handle, const int8_t* input, size_t input_size, int8_t* output,
@@ -82,7 +67,7 @@ int Run()
 	int correct = 0;
 	uint64_t cycles = 0;
 	for (int n = 0; n < tinyml::kNumTests; n++) {
-		if (!FillInput(n, input)) {
+		if (!tinyml::FillInput(n, input)) {
 			return Fail("embedded test input damaged (test_data.cc)");
 		}
 		const uint32_t start = k_cycle_get_32();
@@ -92,35 +77,9 @@ int Run()
 			printk("secure_model: INFER returned %d\n", (int)status);
 			return Fail("an inference in the secure partition failed");
 		}
-		int diff = -1;
-		for (int i = 0; i < tinyml::kOutputSize && diff < 0; i++) {
-			diff = output[i] != tinyml::kTestOutputs[n][i] ? i : -1;
-		}
-#if TINYML_CLASSIFIER
-		int label = 0;
-		for (int i = 1; i < tinyml::kNumClasses; i++) {
-			label = output[i] > output[label] ? i : label;
-		}
-		const int expected = tinyml::kTestLabels[n];
-		if (diff < 0 && label == expected) {
-			correct++;
-			printk("CORRECT classification! %s\n", tinyml::kCategoryLabels[label]);
-		} else if (label != expected) {
-			printk("WRONG classification! expected %s got %s\n",
-			       tinyml::kCategoryLabels[expected], tinyml::kCategoryLabels[label]);
-		} else {
-			printk("WRONG output: test %d element %d is %d, host TFLM gave %d\n", n, diff,
-			       output[diff], tinyml::kTestOutputs[n][diff]);
-		}
-#else
-		if (diff < 0) {
-			correct++;
-			printk("CORRECT output %d (%d bytes equal host TFLM's)\n", n, tinyml::kOutputSize);
-		} else {
-			printk("WRONG output: test %d element %d is %d, host TFLM gave %d\n", n, diff,
-			       output[diff], tinyml::kTestOutputs[n][diff]);
-		}
-#endif
+		bool passed = false;
+		tinyml::ReportOutput(n, output, &passed);
+		correct += passed ? 1 : 0;
 	}
 
 	/* The service checks what it is given: one byte short is refused, nothing is run. */

@@ -18,7 +18,7 @@ constexpr int kNumTests = 3;
 
 // The test inputs: raw 8-bit pixels (the app quantizes them with QuantizeImage(), as it would a camera frame), PackBits-compressed one after
 // the other; input n is kTestPacked[kTestPackedStart[n] .. kTestPackedStart[n + 1]).
-// FillInput() (zephyr-tinyml's self_test.cpp) expands one with tinyml::UnpackBits()
+// FillInput() (zephyr-tinyml's tinyml/test_report.h) expands one with tinyml::UnpackBits()
 // (tinyml/packbits.h), the decoder of the evaluation protocol's packed frames too.
 extern const uint8_t kTestPacked[];
 extern const uint32_t kTestPackedStart[kNumTests + 1];

@@ -16,14 +16,12 @@
 #include "tensorflow/lite/micro/micro_interpreter.h"
 
 #include "model_settings.h"
+#include "tinyml/argmax.h"  /* ArgMax() */
 
 namespace tinyml {
 
 /* ztest's convention: twister's console harness stops with a failure on this line. */
 int Fail(const char* what);
-
-/* Index of the largest int8 score (the first one on ties, like numpy's argmax). */
-int ArgMax(const int8_t* scores, int count = kNumClasses);
 
 /* The tensor arena: ArenaSize() bytes, 16-byte aligned. */
 uint8_t* Arena();

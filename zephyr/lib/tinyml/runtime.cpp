@@ -103,17 +103,6 @@ int Fail(const char* what)
 	return -1;
 }
 
-int ArgMax(const int8_t* scores, int count)
-{
-	int best = 0;
-	for (int i = 1; i < count; i++) {
-		if (scores[i] > scores[best]) {
-			best = i;
-		}
-	}
-	return best;
-}
-
 uint8_t* Arena()
 {
 	return tensor_arena;

@@ -13,43 +13,10 @@
 
 #include "test_data.h"
 #include "tinyml/icount.h"
-#include "tinyml/packbits.h"
 #include "tinyml/runtime.h"
+#include "tinyml/test_report.h"
 
 namespace tinyml {
-namespace {
-
-/* Index of the first element where the device differs from host TFLM, or -1. */
-int FirstDifference(const int8_t* got, const int8_t* want)
-{
-	for (int i = 0; i < kOutputSize; i++) {
-		if (got[i] != want[i]) {
-			return i;
-		}
-	}
-	return -1;
-}
-
-/*
- * Test input n into the input tensor: unpacked with tinyml::UnpackBits()
- * (PackBits, as the evaluation protocol's TP frames; python/zephyr_tinyml/
- * packbits.py packed it), then, for pixels, quantized in place exactly as the
- * host quantized them. False if the data is damaged.
- */
-bool FillInput(int n, int8_t* input)
-{
-	const uint32_t start = kTestPackedStart[n];
-	uint8_t* out = reinterpret_cast<uint8_t*>(input);
-	if (!UnpackBits(kTestPacked + start, kTestPackedStart[n + 1] - start, out, (size_t)kInputSize)) {
-		return false;
-	}
-#if TINYML_TEST_PIXELS
-	QuantizeImage(out, input); /* element by element: in place is safe */
-#endif
-	return true;
-}
-
-}  // namespace
 
 int RunSelfTest()
 {
@@ -85,30 +52,9 @@ int RunSelfTest()
 			return Fail("Invoke failed");
 		}
 
-		const int8_t* got = output->data.int8;
-		const int diff = FirstDifference(got, kTestOutputs[n]);
-#if TINYML_CLASSIFIER
-		const int expected = kTestLabels[n];
-		const int label = ArgMax(got);
-		if (diff < 0 && label == expected) {
-			correct++;
-			printk("CORRECT classification! %s\n", kCategoryLabels[label]);
-		} else if (label != expected) {
-			printk("WRONG classification! expected %s got %s\n", kCategoryLabels[expected],
-			       kCategoryLabels[label]);
-		} else {
-			printk("WRONG output: test %d element %d is %d, host TFLM gave %d\n", n, diff,
-			       got[diff], kTestOutputs[n][diff]);
-		}
-#else
-		if (diff < 0) {
-			correct++;
-			printk("CORRECT output %d (%d bytes equal host TFLM's)\n", n, kOutputSize);
-		} else {
-			printk("WRONG output: test %d element %d is %d, host TFLM gave %d\n", n, diff,
-			       got[diff], kTestOutputs[n][diff]);
-		}
-#endif
+		bool passed = false;
+		const int diff = ReportOutput(n, output->data.int8, &passed);
+		correct += passed ? 1 : 0;
 		/* The first input the device gets wrong, again, op by op (the input tensor was overwritten). */
 		if (diff >= 0 && !traced) {
 			traced = true;
