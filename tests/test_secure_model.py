@@ -6,22 +6,28 @@ and requires what the app proves: every test input through the PSA service equal
 bytes, a wrong-size input refused, the non-secure read of the model's secure address stopped by a
 SecureFault; and of the images, that the non-secure one holds no 64-byte window of the model while
 the secure one holds it whole. Skipped, saying why, where the workspace lacks TF-M's modules or the
-Python running the build lacks TF-M's tools (the ``tfm`` extra).
+Python running the build lacks TF-M's tools (the ``tfm`` extra). The Zephyr tier also runs
+``tinyml eval --secure``: the eval app's frames through the same service, outputs against host TFLM.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 
 from conftest import TEST_BUILDS
+from zephyr_tinyml.cli import main
+from zephyr_tinyml.device.eval_run import EvalOptions, run_eval
 from zephyr_tinyml.errors import FirmwareError
 from zephyr_tinyml.firmware.secure import (TFM_MODULES, WINDOW, build_secure, require_tfm, run_secure,
                                            secure_images, windows_found)
 from zephyr_tinyml.firmware.zephyr_env import find_zephyr, workspace_modules
+from zephyr_tinyml.model.sources import model_from_sources
+from zephyr_tinyml.model.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_GENERATED = REPO / "samples" / "mnist" / "generated"
@@ -40,9 +46,16 @@ def test_secure_needs_a_non_secure_board() -> None:
         require_tfm("mps2_an521")
 
 
-@pytest.mark.zephyr
-@pytest.mark.slow
-def test_secure_model_is_bit_exact_and_unreadable_from_the_normal_world() -> None:
+def test_secure_eval_needs_a_non_secure_board() -> None:
+    """Refused before any model or build is looked at."""
+    spec = load_spec(REPO / "models" / "mnist.yaml")
+    with pytest.raises(FirmwareError, match="non-secure board target built with TF-M"):
+        run_eval(spec, EvalOptions(board="qemu_cortex_m3", secure=True), None, 0.0)
+
+
+@pytest.fixture(scope="module")
+def tfm_workspace() -> None:
+    """Skips, saying why, unless this machine can build and run a TF-M board target."""
     zephyr, why = find_zephyr()
     if zephyr is None:
         pytest.skip(why)
@@ -55,6 +68,10 @@ def test_secure_model_is_bit_exact_and_unreadable_from_the_normal_world() -> Non
     if importlib.util.find_spec("jinja2") is None or importlib.util.find_spec("imgtool") is None:
         pytest.skip('TF-M\'s build needs its Python tools: pip install "zephyr-tinyml[tfm]"')
 
+
+@pytest.mark.zephyr
+@pytest.mark.slow
+def test_secure_model_is_bit_exact_and_unreadable_from_the_normal_world(tfm_workspace) -> None:
     build = build_secure("mps2_an521_ns", TEST_BUILDS / "secure_model-mps2_an521_ns", MNIST_GENERATED)
     output, summary = run_secure(build)    # raises, quoting the output, on any missing evidence
     assert summary["images"] == 10 and summary["correct"] == 10
@@ -64,3 +81,24 @@ def test_secure_model_is_bit_exact_and_unreadable_from_the_normal_world() -> Non
     assert images.model_windows_in_non_secure == 0
     assert images.non_secure.flash < 32 * 1024      # the app and test data: no TFLM, no model
     assert images.secure.flash > images.non_secure.flash
+
+
+@pytest.mark.zephyr
+@pytest.mark.slow
+def test_secure_eval_streams_images_through_the_service(tfm_workspace, mnist_dir: Path, tmp_path: Path,
+                                                        capsys) -> None:
+    """``tinyml eval mnist -b mps2_an521_ns --secure``: the eval app without the model (TF-M's
+    partition has it), every output equal to host TFLM's, the model identified by the checksum the
+    partition reports."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "mnist.tflite").write_bytes(model_from_sources(MNIST_GENERATED / "model_data.cc"))
+    build = TEST_BUILDS / "mnist_eval-mps2_an521_ns-secure"
+    status = main(["eval", "mnist", "-b", "mps2_an521_ns", "--secure", "-n", "30", "--build-dir", str(build),
+                   "--work-dir", str(work), "--generated-dir", str(MNIST_GENERATED), "--data-dir", str(mnist_dir),
+                   "--format", "json"])
+    report = json.loads(capsys.readouterr().out)
+    assert status == 0 and report["passed"] and report["mismatch_count"] == 0 and report["answered"] == 30
+    assert report["device_accuracy"] == report["tflm_accuracy"]
+    assert windows_found(model_from_sources(MNIST_GENERATED / "model_data.cc"),
+                         (build / "zephyr" / "zephyr.bin").read_bytes()) == 0

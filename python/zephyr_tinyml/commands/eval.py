@@ -53,6 +53,10 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--boot-timeout", type=float, default=30.0,
                    help="seconds to wait for the device to answer at all (default: 30)")
     p.add_argument("--no-build", action="store_true", help="run the existing build in --build-dir as it is")
+    p.add_argument("--secure", action="store_true",
+                   help="run the model in the zephyr-tinyml TF-M secure partition, as `tinyml build --secure` "
+                        "does: the eval app (non-secure) sends each image through the partition's PSA service "
+                        "(board: a TF-M _ns target such as mps2_an521_ns; build folder <work-dir>/eval-<board>-secure)")
     p.set_defaults(func=cmd_eval)
 
 
@@ -64,7 +68,8 @@ def options_of(args: argparse.Namespace) -> EvalOptions:
     return EvalOptions(board=args.board, images=args.images, all=args.all, port=args.port, baud=args.baud,
                        build_dir=path(args.build_dir), work_dir=path(args.work_dir),
                        generated_dir=path(args.generated_dir), data_dir=path(args.data_dir), timeout=args.timeout,
-                       retries=args.retries, boot_timeout=args.boot_timeout, no_build=args.no_build)
+                       retries=args.retries, boot_timeout=args.boot_timeout, no_build=args.no_build,
+                       secure=args.secure)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

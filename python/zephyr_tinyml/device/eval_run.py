@@ -20,7 +20,8 @@ from ..errors import TinymlError
 from ..fileio import write_atomic
 from ..firmware.boards import canonical
 from ..firmware.build import build_app, require_zephyr
-from ..firmware.build_folder import build_config, is_qemu_build
+from ..firmware.build_folder import build_config, cached, is_qemu_build
+from ..firmware.secure import require_tfm
 from ..layout import DEFAULT_BOARD, EVAL_APP, work_dir
 from ..model.codegen import class_labels
 from ..model.data import load_dataset, normalize
@@ -37,6 +38,10 @@ from .session import Session
 
 DEFAULT_IMAGES = 1000
 DEFAULT_LATENTS = 100  # a generator's: each answer is a whole image (784 bytes over the UART)
+# The secure partition keeps every intermediate tensor to itself, so a differing input is not traced.
+NOT_TRACED_SECURE = ("not traced: the model runs in the TF-M secure partition, which shows no intermediate tensor; "
+                     "evaluate the same model without --secure on the same core (e.g. --board mps2_an521) to find "
+                     "the op")
 
 
 @dataclass(frozen=True)
@@ -55,12 +60,20 @@ class EvalOptions:
     retries: int = 3
     boot_timeout: float = 30.0
     no_build: bool = False             # run the build in build_dir as it is
+    secure: bool = False               # the model in the TF-M partition, frames through its PSA service
 
 
 def run_eval(spec: Spec, options: EvalOptions, console: Any, started: float) -> tuple[Any, Path]:
     """Evaluate ``spec``'s model on the device: the report (an :class:`~.evaluate.EvalReport`, or an
     :class:`~.evaluate.OutputsReport` for a generator) with its outputs written to the work folder."""
+    if options.secure and not options.port:
+        require_tfm(options.board)      # before anything is loaded: the board and workspace can do it
     work, tflite_path, tflite = model_files(options, spec)
+    model = inspect_model(tflite, tflite_path)
+    if (model.input.dtype, model.output.dtype) != ("int8", "int8"):
+        raise TinymlError(f"{tflite_path}: its input is {model.input.dtype} and its output {model.output.dtype}; "
+                          f"`tinyml eval` streams full-int8 models (docs/protocol.md frames carry int8 tensors). "
+                          f"A 16x8 model is checked on the device by its self test: `tinyml build ... --run`.")
     if spec.model.gan is not None:
         return _eval_generator(options, spec, work, tflite, tflite_path, console, started), work
     report = evaluate_classifier(options, spec, work, tflite, tflite_path, console)
@@ -113,7 +126,9 @@ def _eval_generator(options: EvalOptions, spec: Spec, work: Path, tflite: bytes,
         session, info = _connect(options, link, console, tflite, tflite_path, latents.shape[1], model.output.shape[-1])
         outcome = stream(session, latents, lambda done, n, failed: None)
         report, device = compare_outputs(outcome, run_tflm(tflite, latents), info, options.board, link.description)
-        if report.mismatches:
+        if report.mismatches and options.secure:
+            report.differing_op = NOT_TRACED_SECURE
+        elif report.mismatches:
             first = report.mismatches[0]
             report.differing_op = _trace_mismatch(console, session, latents[first], tflite,
                                                   _device_kernels(options, work), f"input {first}")
@@ -133,13 +148,18 @@ def _eval_generator(options: EvalOptions, spec: Spec, work: Path, tflite: bytes,
 
 
 def _build_dir(options: EvalOptions, work: Path) -> Path:
-    return Path(options.build_dir) if options.build_dir else work / f"eval-{canonical(options.board)}"
+    if options.build_dir:
+        return Path(options.build_dir)
+    return work / f"eval-{canonical(options.board)}{'-secure' if options.secure else ''}"
 
 
 def _device_kernels(options: EvalOptions, work: Path) -> str:
-    """The kernels of the eval app this command built ("" for a board on --port: not known here)."""
+    """The kernels of the eval app this command built ("" for a board on --port: not known here).
+    The secure partition compiles CMSIS-NN's kernels where TFLM has them (zephyr/tfm/tinyml_partition)."""
     if options.port:
         return ""
+    if options.secure:
+        return "cmsis-nn"
     config = build_config(_build_dir(options, work))
     return "cmsis-nn" if config.get("CONFIG_TINYML_KERNELS_CMSIS_NN") == "y" else "reference"
 
@@ -150,9 +170,13 @@ def _open_link(options: EvalOptions, spec: Spec, work: Path, console: Any) -> An
     zephyr = require_zephyr()
     build_dir = _build_dir(options, work)
     if not options.no_build:
-        with console.status(f"building samples/mnist_eval for {options.board} in {build_dir}"):
+        where = " with the model in the TF-M secure partition" if options.secure else ""
+        with console.status(f"building samples/mnist_eval for {options.board}{where} in {build_dir}"):
             generated = Path(options.generated_dir) if options.generated_dir else spec.codegen.output_dir
-            build_app(EVAL_APP, options.board, build_dir, generated, zephyr=zephyr)
+            # Configured again only when the folder's cached choice is not this run's.
+            secure = "ON" if options.secure else "OFF"
+            args = () if (cached(build_dir, "TINYML_SECURE") or "OFF") == secure else (f"-DTINYML_SECURE={secure}",)
+            build_app(EVAL_APP, options.board, build_dir, generated, zephyr=zephyr, extra_cmake_args=args)
     if not is_qemu_build(build_dir):
         raise TinymlError(f"{options.board} is a real board: flash it (west flash -d {build_dir}) and run again "
                           f"with --port (e.g. --port /dev/ttyACM0)")
@@ -211,7 +235,8 @@ def _run(options: EvalOptions, spec: Spec, tflite: bytes, tflite_path: Path, dat
                      link.description)
     if report.mismatches:
         first = report.mismatches[0].test_index
-        report.differing_op = _trace_mismatch(console, session, inputs[first], tflite, kernels, f"test image {first}")
+        report.differing_op = (NOT_TRACED_SECURE if options.secure else
+                               _trace_mismatch(console, session, inputs[first], tflite, kernels, f"test image {first}"))
     return report
 
 

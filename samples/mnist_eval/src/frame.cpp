@@ -4,19 +4,14 @@
 
 #include "frame.h"
 
+#include "tinyml/crc16.h"
 #include "tinyml/packbits.h"
 
 namespace evalproto {
 
 uint16_t Crc16(const uint8_t* data, size_t size, uint16_t crc)
 {
-	for (size_t i = 0; i < size; i++) {
-		crc ^= (uint16_t)data[i] << 8;
-		for (int bit = 0; bit < 8; bit++) {
-			crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
-		}
-	}
-	return crc;
+	return tinyml_crc16(data, size, crc);
 }
 
 size_t ToHex(const uint8_t* data, size_t size, char* out)

@@ -8,6 +8,11 @@
  * TFLM bit for bit.
  * Protocol: docs/protocol.md. Everything else on the console (boot banner,
  * TFLM messages) is plain text the host ignores.
+ *
+ * Built with TINYML_SECURE (`tinyml eval --secure`, a TF-M board target such as
+ * mps2_an521_ns) the model is not in this image: the zephyr-tinyml TF-M partition
+ * holds it, TFLM and the arena, and each frame goes through its PSA service
+ * (tinyml/secure_model.h), as in samples/secure_model.
  */
 
 #include <cstring>
@@ -18,8 +23,17 @@
 #include <zephyr/sys/printk.h>
 
 #include "frame.h"
+#include "model_settings.h"
+#include "tinyml/argmax.h"
+
+#if defined(TINYML_SECURE)
+#include "psa/client.h"
+#include "tinyml/secure_model.h"
+#else
 #include "model_data.h"
+#include "tinyml/crc16.h"
 #include "tinyml/runtime.h"
+#endif
 
 namespace {
 
@@ -152,10 +166,101 @@ void SendError(uint16_t seq, Error error, size_t received)
 	Send(evalproto::kErrorMarker, frame, 7);
 }
 
+/* What the info frame tells the host, which checks it against its .tflite before trusting any result. */
 struct ModelFacts {
 	uint16_t crc;
+	uint32_t model_size;
+	uint32_t arena_size;
 	uint32_t arena_used;
 };
+
+int Fail(const char* what)
+{
+	printk("ERROR: %s\nPROJECT EXECUTION FAILED\n", what);
+	return -1;
+}
+
+#if defined(TINYML_SECURE)
+/*
+ * The model in the secure partition: frames are decoded into this image's input buffer and
+ * answered from its output buffer, both copied by TF-M through the service. The partition
+ * resets a stateful model before each input itself. Trace requests run as plain inferences:
+ * every op's output is what the secure world keeps to itself.
+ */
+psa_handle_t service;
+int8_t input_buffer[tinyml::kInputSize];
+int8_t output_buffer[tinyml::kOutputSize];
+
+int StartModel(ModelFacts* facts)
+{
+	service = psa_connect(TINYML_SECURE_SID, TINYML_SECURE_VERSION);
+	if (service <= 0) {
+		return Fail("the zephyr-tinyml partition's service is not there (psa_connect failed)");
+	}
+	tinyml_secure_info info = {};
+	psa_outvec out = {&info, sizeof(info)};
+	if (psa_call(service, TINYML_SECURE_INFO, nullptr, 0, &out, 1) != PSA_SUCCESS) {
+		return Fail("the partition's INFO call failed");
+	}
+	if (info.input_size != (uint32_t)tinyml::kInputSize ||
+	    info.output_size != (uint32_t)tinyml::kOutputSize) {
+		return Fail("the partition's model is not this app's (input/output sizes differ)");
+	}
+	if (!info.started) {
+		return Fail("the partition could not start the model (AllocateTensors failed)");
+	}
+	*facts = {(uint16_t)info.model_crc16, info.model_size, info.arena_size, info.arena_used};
+	return 0;
+}
+
+int8_t* InputBuffer()
+{
+	return input_buffer;
+}
+
+/* Runs the input buffer's input; the output bytes, or nullptr when the service failed. */
+const int8_t* Infer(bool /* trace */, uint16_t /* seq */)
+{
+	psa_invec in = {input_buffer, sizeof(input_buffer)};
+	psa_outvec out = {output_buffer, sizeof(output_buffer)};
+	return psa_call(service, TINYML_SECURE_INFER, &in, 1, &out, 1) == PSA_SUCCESS ? output_buffer
+										      : nullptr;
+}
+#else
+/* The model in this image: the runtime's interpreter, input and output tensors in its arena. */
+tflite::MicroInterpreter* interpreter;
+
+int StartModel(ModelFacts* facts)
+{
+	interpreter = tinyml::StartInterpreter();
+	if (interpreter == nullptr) {
+		return -1;
+	}
+	*facts = {tinyml_crc16(TINYML_MODEL_DATA, tinyml::kModelDataSize, 0xFFFF),
+		  (uint32_t)tinyml::kModelDataSize, (uint32_t)tinyml::ArenaSize(),
+		  (uint32_t)interpreter->arena_used_bytes()};
+	return 0;
+}
+
+int8_t* InputBuffer()
+{
+	return interpreter->input(0)->data.int8;
+}
+
+/*
+ * Runs the input tensor's input from the model's initial state (StartFresh; TraceInvoke does
+ * it); a trace request (the host saw this input differ) prints every op's output first.
+ * The output bytes, or nullptr when TFLM failed.
+ */
+const int8_t* Infer(bool trace, uint16_t seq)
+{
+	if (!trace && tinyml::StartFresh(interpreter) != kTfLiteOk) {
+		return nullptr;
+	}
+	const TfLiteStatus status = trace ? tinyml::TraceInvoke(interpreter, seq) : interpreter->Invoke();
+	return status == kTfLiteOk ? interpreter->output(0)->data.int8 : nullptr;
+}
+#endif
 
 void SendInfo(uint16_t seq, const ModelFacts& facts)
 {
@@ -165,9 +270,9 @@ void SendInfo(uint16_t seq, const ModelFacts& facts)
 	frame[4] = evalproto::kVersion;
 	PutU16(frame + 5, (uint16_t)tinyml::kInputSize);
 	frame[7] = (uint8_t)tinyml::kNumClasses;
-	PutU32(frame + 8, (uint32_t)tinyml::kModelDataSize);
+	PutU32(frame + 8, facts.model_size);
 	PutU16(frame + 12, facts.crc);
-	PutU32(frame + 14, (uint32_t)tinyml::ArenaSize());
+	PutU32(frame + 14, facts.arena_size);
 	PutU32(frame + 18, facts.arena_used);
 	PutU32(frame + 22, (uint32_t)sys_clock_hw_cycles_per_sec());
 	Send(evalproto::kReplyMarker, frame, 26);
@@ -200,25 +305,13 @@ void SendResult(uint16_t seq, const int8_t* outputs, uint32_t cycles)
 
 int main(void)
 {
-	using tinyml::Fail;
-
-	tflite::MicroInterpreter* interpreter =
-		tinyml::StartInterpreter();
-	if (interpreter == nullptr) {
+	ModelFacts facts;
+	if (StartModel(&facts) != 0) {
 		return -1;
 	}
-	TfLiteTensor* input = interpreter->input(0);
-	const TfLiteTensor* output = interpreter->output(0);
-
 	if (!device_is_ready(uart)) {
 		return Fail("console UART not ready");
 	}
-
-	/* The host checks these against its .tflite before trusting any result. */
-	const ModelFacts facts = {
-		evalproto::Crc16(TINYML_MODEL_DATA, tinyml::kModelDataSize),
-		(uint32_t)interpreter->arena_used_bytes(),
-	};
 
 	evalproto::LineAssembler assembler(frame_buffer, sizeof(frame_buffer),
 					   (uint16_t)tinyml::kInputSize);
@@ -236,8 +329,8 @@ int main(void)
 	irq_unlock(key);
 
 	printk("tinyml-eval ready: model %s, %u bytes, crc 0x%04x, arena %u of %u bytes\n",
-	       tinyml::kModelName, (unsigned)tinyml::kModelDataSize, (unsigned)facts.crc,
-	       (unsigned)facts.arena_used, (unsigned)tinyml::ArenaSize());
+	       tinyml::kModelName, (unsigned)facts.model_size, (unsigned)facts.crc,
+	       (unsigned)facts.arena_used, (unsigned)facts.arena_size);
 
 	for (;;) {
 		evalproto::Request request;
@@ -255,26 +348,19 @@ int main(void)
 				break;
 			}
 			if (!request.packed) {
-				memcpy(input->data.int8, request.payload, tinyml::kInputSize);
-			} else if (!evalproto::Unpack(request.payload, request.length,
-						      input->data.int8, tinyml::kInputSize)) {
+				memcpy(InputBuffer(), request.payload, tinyml::kInputSize);
+			} else if (!evalproto::Unpack(request.payload, request.length, InputBuffer(),
+						      tinyml::kInputSize)) {
 				SendError(request.seq, Error::kBadSize, request.length);
 				break;
 			}
-			/* A trace request (the host saw this input differ) prints every op's output first.
-			 * Every input starts from the model's initial state (StartFresh; TraceInvoke does it). */
-			if (!request.trace && tinyml::StartFresh(interpreter) != kTfLiteOk) {
-				SendError(request.seq, Error::kInvoke, request.length);
-				break;
-			}
 			const uint32_t start = k_cycle_get_32();
-			const TfLiteStatus status = request.trace ? tinyml::TraceInvoke(interpreter, request.seq)
-								  : interpreter->Invoke();
+			const int8_t* outputs = Infer(request.trace, request.seq);
 			const uint32_t cycles = k_cycle_get_32() - start;
-			if (status != kTfLiteOk) {
+			if (outputs == nullptr) {
 				SendError(request.seq, Error::kInvoke, request.length);
 			} else {
-				SendResult(request.seq, output->data.int8, cycles);
+				SendResult(request.seq, outputs, cycles);
 			}
 			break;
 		}

@@ -32,7 +32,8 @@
  * What the partition tells the non-secure world about the model: sizes, to check against
  * the non-secure app's own model_settings.h, and where the weights and the arena are.
  * The addresses are not secret (they are in the secure image's map file); the bytes
- * behind them are, and the non-secure app proves it by reading them and faulting.
+ * behind them are, and the non-secure app proves it by reading them and faulting. The
+ * checksum says which model runs without revealing it (16 bits of a 15 KB+ flatbuffer).
  */
 struct tinyml_secure_info {
 	uint32_t input_size;   /* bytes of the int8 input tensor */
@@ -43,6 +44,8 @@ struct tinyml_secure_info {
 	uint32_t arena_used;   /* bytes of it TFLM allocated */
 	uint32_t arena_address;
 	int32_t started;       /* 1: AllocateTensors() succeeded; 0: every INFER gets BAD_STATE */
+	uint32_t model_crc16;  /* tinyml/crc16.h of the flatbuffer: the evaluation's host checks
+				* that the device runs its .tflite without reading the model */
 };
 
 #endif /* TINYML_SECURE_MODEL_H_ */

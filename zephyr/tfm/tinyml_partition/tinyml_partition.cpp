@@ -20,6 +20,7 @@
 
 #include "model_settings.h"
 #include "op_resolver.h"
+#include "tinyml/crc16.h"
 #include "tinyml/secure_model.h"
 
 namespace {
@@ -32,6 +33,9 @@ tflite::MicroInterpreter* interpreter = nullptr;
 /* Whether any tensor is a variable (an LSTM's state): then every inference starts from the
  * model's initial state, as the non-secure runtime and host TFLM do. */
 bool has_variables = false;
+
+/* The model's checksum, computed once at start (INFO reports it). */
+uint16_t model_crc16 = 0;
 
 /* The interpreter on the generated model in the arena, or nullptr when the model's ops or
  * its tensors do not fit what was generated. */
@@ -95,6 +99,7 @@ psa_status_t Info(const psa_msg_t& msg)
 	info.arena_used = interpreter != nullptr ? interpreter->arena_used_bytes() : 0;
 	info.arena_address = reinterpret_cast<uintptr_t>(arena);
 	info.started = interpreter != nullptr ? 1 : 0;
+	info.model_crc16 = model_crc16;
 	psa_write(msg.handle, 0, &info, sizeof(info));
 	return PSA_SUCCESS;
 }
@@ -128,6 +133,7 @@ void Handle(psa_signal_t signal)
 /* The partition's entry point (tinyml_partition.yaml): start the model once, then serve. */
 extern "C" void tinyml_partition_main(void)
 {
+	model_crc16 = tinyml_crc16(TINYML_MODEL_DATA, tinyml::kModelDataSize, 0xFFFF);
 	interpreter = Start();
 	for (;;) {
 		const psa_signal_t signals = psa_wait(PSA_WAIT_ANY, PSA_BLOCK);
