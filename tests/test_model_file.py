@@ -17,6 +17,7 @@ import pytest
 
 from conftest import ROOT, embedded_test_inputs
 from zephyr_tinyml.errors import AcceptanceError, ModelError
+from zephyr_tinyml.model.data import DataSource
 from zephyr_tinyml.model.model_file import name_from_path, spec_for_model_file
 from zephyr_tinyml.model.pipeline import BuildOptions, build_model
 from zephyr_tinyml.model.tflite_model import inspect_model
@@ -149,7 +150,9 @@ def test_float_tflite_is_refused_with_advice(tmp_path: Path):
     assert not (tmp_path / "gen").exists()
 
 
-def test_16_bit_activation_model_is_refused_as_int16_not_as_float(tmp_path: Path):
+def test_16_bit_activation_model_is_generated_with_int16_tensors(tmp_path: Path):
+    """TFLite's int16x8 mode (int16 activations, int8 weights): verified like any integer model and
+    generated with int16 input/output types, the test inputs embedded as little-endian bytes."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(_dense_model())
@@ -157,13 +160,39 @@ def test_16_bit_activation_model_is_refused_as_int16_not_as_float(tmp_path: Path
     converter.representative_dataset = lambda: ([np.full((1, 4), v, np.float32)] for v in (-1.0, 0.0, 1.0))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     converter.inference_input_type = converter.inference_output_type = tf.int16
+    converter._experimental_disable_per_channel_quantization_for_dense_layers = True   # as the device's TFLM needs
     path = tmp_path / "int16x8.tflite"
+    path.write_bytes(converter.convert())
+    result = build_model(spec_for_model_file(path, output_dir=tmp_path / "gen"), BuildOptions(work_dir=tmp_path / "w"),
+                         SilentUI())
+    assert result.info.input.dtype == result.info.output.dtype == "int16"
+    assert result.verification.ref_unexplained_mismatches == 0
+    settings = (tmp_path / "gen" / "model_settings.h").read_text()
+    assert "using InputType = int16_t;" in settings and "using OutputType = int16_t;" in settings
+    assert "constexpr size_t kInputBytes = kInputSize * sizeof(InputType);" in settings
+    data = (tmp_path / "gen" / "test_data.cc").read_text()
+    assert "const OutputType kTestOutputs[kNumTests][kOutputSize]" in data
+    assert "4 bytes packed" not in data and "8 bytes packed" in data     # 4 int16 inputs: 8 bytes each
+    header = (tmp_path / "gen" / "test_data.h").read_text()
+    assert "seeded random int16 inputs" in header and "(little-endian bytes)" in header
+
+
+def test_float_output_is_refused_naming_the_type(tmp_path: Path):
+    """An integer model with a float output (a DEQUANTIZE at the end) is refused as such."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(_dense_model())
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([np.full((1, 4), v, np.float32)] for v in (-1.0, 0.0, 1.0))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.float32
+    path = tmp_path / "float_out.tflite"
     path.write_bytes(converter.convert())
     with pytest.raises(ModelError) as err:
         build_model(spec_for_model_file(path, output_dir=tmp_path / "gen"), BuildOptions(work_dir=tmp_path / "w"),
                     SilentUI())
-    assert "input is int16" in str(err.value) and "16-bit-activation model" in str(err.value)
-    assert "float" not in str(err.value).split("int16x8")[0]
+    assert "output is float32" in str(err.value) and "int8 or int16 input and output" in str(err.value)
     assert not (tmp_path / "gen").exists()
 
 
@@ -193,7 +222,7 @@ def test_keras_file_from_elsewhere_is_quantized_and_verified(short_build, tmp_pa
     keras_file = tmp_path / "digits.keras"
     keras_file.write_bytes((trained.work_dir / "mnist.keras").read_bytes())
     spec = spec_for_model_file(keras_file, data_dir=mnist_dir, output_dir=tmp_path / "gen")
-    assert spec.data_source().name == "mnist"
+    assert DataSource.of_spec(spec).name == "mnist"
     result = build_model(spec, BuildOptions(work_dir=tmp_path / "work", data_dir=mnist_dir, allow_download=False),
                          SilentUI())
     v = result.verification

@@ -11,6 +11,7 @@ from conftest import spec_dict, write_spec
 from zephyr_tinyml.errors import SpecError
 from zephyr_tinyml.model.keras_stack import build_keras_model, check_layers
 from zephyr_tinyml.model.spec import load_spec, resolve_spec_path
+from zephyr_tinyml.model.data import DataSource
 
 
 def test_shipped_mnist_spec_is_the_reference_network():
@@ -131,8 +132,8 @@ def test_spec_with_a_model_file_and_a_folder(tmp_path: Path):
     path = tmp_path / "mine.yaml"
     path.write_text("name: mine\nmodel: {file: m.tflite}\ndataset: {path: images, test_split: 0.1}\n")
     spec = load_spec(path)
-    assert spec.model.file == tmp_path / "m.tflite" and spec.data_source().path == tmp_path / "images"
-    assert spec.data_source().test_split == 0.1 and spec.dataset.has_data
+    assert spec.model.file == tmp_path / "m.tflite" and DataSource.of_spec(spec).path == tmp_path / "images"
+    assert DataSource.of_spec(spec).test_split == 0.1 and spec.dataset.has_data
 
 
 @pytest.mark.parametrize("text, says", [
@@ -172,3 +173,16 @@ def test_defaults_are_the_schemas_for_spec_files_and_model_files(tmp_path: Path)
     assert written.codegen.test_images == given.codegen.test_images == 10
     assert (given.training.epochs, given.training.lr_schedule, given.dataset.has_data) == (0, None, False)
     assert given.dataset.norm_scale == 1 / 255 and given.codegen.output_dir == tmp_path / "out"
+
+
+def test_secure_budgets_and_the_secure_key(tmp_path: Path):
+    """A TF-M board target's budget bounds both images of a secure build; codegen.secure asks for one."""
+    spec = load_spec(write_spec(tmp_path, spec_dict(
+        budgets={"mps2_an521_ns": {"flash": 32768, "ram": 8192, "secure_flash": 196608, "secure_ram": 81920},
+                 "qemu_cortex_m3": {"flash": 65536, "ram": 12800}},
+        codegen={"secure": True}), "s.yaml"))
+    budget = spec.budgets["mps2_an521_ns"]
+    assert (budget.flash, budget.ram, budget.secure_flash, budget.secure_ram) == (32768, 8192, 196608, 81920)
+    assert spec.budgets["qemu_cortex_m3"].secure_flash is None and spec.codegen.secure
+    assert not load_spec(write_spec(tmp_path, spec_dict(), "plain.yaml")).codegen.secure
+    assert "'codegen.secure' must be true or false" in _error(tmp_path, yaml.safe_dump(spec_dict(codegen={"secure": "yes"})))

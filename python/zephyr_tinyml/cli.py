@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # oneDNN stays on: training is about 3 times faster with it on two cores, and with TF's op
 # determinism it gives the same weights run after run (its start-up notice is INFO, silenced above).
 
-from .commands import bench, build, doctor, size  # noqa: E402  (after the logging setting above)
+from .commands import bench, build, doctor, size, survey  # noqa: E402  (after the logging setting above)
 from .commands import eval as evaluate  # noqa: E402
 
 
@@ -29,7 +29,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     """Add every subcommand to ``parser`` (shared by the console script and the west command)."""
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     sub.required = True
-    for command in (build, doctor, size, evaluate, bench):
+    for command in (build, doctor, size, evaluate, bench, survey):
         command.add_command(sub)
 
 

@@ -9,14 +9,14 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import FirmwareError, TinymlError
-from ..firmware.boards import canonical
+from ..firmware.boards import canonical, for_board
 from ..firmware.build import KERNEL_CHOICES, FirmwareOptions, build_step
 from ..firmware.secure import WINDOW, build_secure, run_secure, secure_images
 from ..layout import DEFAULT_BOARD, work_dir
 from ..model.model_file import is_model_path, name_from_path, read_labels_file, spec_for_model_file
 from ..model.pipeline import BuildOptions, build_model
 from ..model.report import summary_table
-from ..model.spec import list_specs, load_spec, resolve_spec_path
+from ..model.spec import Spec, list_specs, load_spec, resolve_spec_path
 from ..ui import RichUI
 
 
@@ -84,10 +84,12 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 
 
-def secure_build_step(generated: Path, changed: bool, work: Path, board: str, build_dir: Path | None,
+def secure_build_step(spec: Spec, generated: Path, changed: bool, work: Path, board: str, build_dir: Path | None,
                       run: bool, console: Console) -> int:
     """``tinyml build --secure``: the model in the TF-M partition, the non-secure app around it,
-    optionally run to its SecureFault, then the three images and the model-window check."""
+    optionally run to its SecureFault, then the three images against their regions and the spec's
+    budgets for the board (``flash``/``ram``: the non-secure image; ``secure_flash``/``secure_ram``:
+    TF-M's, with the model) and the model-window check."""
     build_dir = build_dir or Path(work) / f"{canonical(board)}-secure"
     build_secure(board, build_dir, generated, pristine=changed and build_dir.exists())
     status = 0
@@ -100,16 +102,33 @@ def secure_build_step(generated: Path, changed: bool, work: Path, board: str, bu
         else:
             console.print(output, markup=False, highlight=False, soft_wrap=True)
     images = secure_images(build_dir, generated)
+    budget = for_board(spec.budgets, board)
+    limits = {"non-secure": (budget.flash, budget.ram) if budget else (None, None),
+              "secure": (budget.secure_flash, budget.secure_ram) if budget else (None, None),
+              "bootloader": (None, None)}
     table = Table(title=f"secure build on {board}: three images")
-    for column in ("image", "flash B", "of", "RAM B", "of"):
+    for column in ("image", "flash B", "of", "budget", "RAM B", "of", "budget"):
         table.add_column(column, justify="left" if column == "image" else "right")
-    for name, report in (("bootloader (TF-M BL2, MCUboot)", images.bootloader),
-                         ("TF-M secure image (model, TFLM, kernels, arena)", images.secure),
-                         ("non-secure Zephyr app", images.non_secure)):
-        table.add_row(name, f"{report.flash:,}", f"{report.flash_size:,}", f"{report.ram:,}", f"{report.ram_size:,}")
+    problems = []
+    for key, name, report in (("bootloader", "bootloader (TF-M BL2, MCUboot)", images.bootloader),
+                              ("secure", "TF-M secure image (model, TFLM, kernels, arena)", images.secure),
+                              ("non-secure", "non-secure Zephyr app", images.non_secure)):
+        flash_limit, ram_limit = limits[key]
+        table.add_row(name, f"{report.flash:,}", f"{report.flash_size:,}", f"{flash_limit:,}" if flash_limit else "-",
+                      f"{report.ram:,}", f"{report.ram_size:,}", f"{ram_limit:,}" if ram_limit else "-")
+        for region, used, limit in (("flash", report.flash, flash_limit), ("RAM", report.ram, ram_limit)):
+            if limit is not None and used > limit:
+                problems.append(f"the {key} image's {region} {used:,} B exceeds the budget of {limit:,} B by "
+                                f"{used - limit:,} B")
     console.print(table)
     console.print(f"model bytes in the non-secure image: {images.model_windows_in_non_secure} of its "
                   f"{WINDOW}-byte windows")
+    if budget is None:
+        console.print(f"no budget for {board} in {spec.path} (budgets: {board}: {{flash, ram, secure_flash, "
+                      f"secure_ram}} checks the non-secure and the secure image)")
+    for problem in problems:
+        console.print(f"[red]over budget:[/red] {problem} (budgets.{board} in {spec.path})")
+        status = 1
     return status
 
 
@@ -162,9 +181,11 @@ def cmd_build(args: argparse.Namespace) -> int:
     console.print(f"generated sources in {result.generated.folder}; rewritten: {changed}")
     if args.no_firmware:
         return 0
-    if args.secure:
-        return secure_build_step(result.generated.folder, bool(result.generated.changed), result.work_dir,
-                                 args.board, Path(args.build_dir) if args.build_dir else None, args.run, console)
+    # --secure, or the spec's codegen.secure on a TF-M board target (elsewhere the spec key does not apply).
+    if args.secure or (result.spec.codegen.secure and canonical(args.board).endswith("_ns")):
+        return secure_build_step(result.spec, result.generated.folder, bool(result.generated.changed),
+                                 result.work_dir, args.board, Path(args.build_dir) if args.build_dir else None,
+                                 args.run, console)
     firmware = FirmwareOptions(board=args.board, build_dir=Path(args.build_dir) if args.build_dir else None,
                                kernels=args.kernels, run=args.run)
     return build_step(result.spec, result.generated.folder, bool(result.generated.changed), result.work_dir,

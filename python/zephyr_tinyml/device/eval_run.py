@@ -24,7 +24,7 @@ from ..firmware.build_folder import build_config, cached, is_qemu_build
 from ..firmware.secure import require_tfm
 from ..layout import DEFAULT_BOARD, EVAL_APP, work_dir
 from ..model.codegen import class_labels
-from ..model.data import load_dataset, normalize
+from ..model.data import DataSource, load_dataset, normalize
 from ..model.gan import grid_png, latent_vectors, to_pixels
 from ..model.gan_pipeline import EVAL_SEED_OFFSET, dequantize, judge_pixels
 from ..model.plots import confusion_plot
@@ -99,7 +99,7 @@ def evaluate_classifier(options: EvalOptions, spec: Spec, work: Path, tflite: by
     the :class:`~zephyr_tinyml.device.evaluate.EvalReport`, nothing written."""
     # A model file's spec names no input shape: the model's own (as `tinyml build` took it).
     shape = tuple(spec.dataset.input_shape) or tuple(inspect_model(tflite, tflite_path).input.shape[1:])
-    data = load_dataset(spec.data_source(), shape, Path(options.data_dir) if options.data_dir else None)
+    data = load_dataset(DataSource.of_spec(spec), shape, Path(options.data_dir) if options.data_dir else None)
     total = len(data.x_test) if options.all else min(DEFAULT_IMAGES if options.images is None else options.images, len(data.x_test))
     if total <= 0:
         raise TinymlError("-n must be at least 1")

@@ -105,8 +105,15 @@ def check_quantization(tflite: bytes, origin: str) -> None:
                          f"quantize stage does).")
 
 
+# Element types of the input and output tensors the generated apps feed and read: full-int8 models,
+# and 16-bit-activation models (TFLite's int16x8 mode: int16 activations, int8 weights), which TFLM
+# and CMSIS-NN have kernels for. The C++ side gets them as tinyml::InputType / OutputType.
+DEVICE_IO_TYPES = {"int8": "int8_t", "int16": "int16_t"}
+
+
 def check_io(info: ModelInfo, origin: str) -> None:
-    """Refuse what the generated app cannot feed or read: non-int8 tensors, several of them, dynamic shapes."""
+    """Refuse what the generated app cannot feed or read: tensors other than int8/int16, several of
+    them, dynamic shapes."""
     if info.inputs != 1 or info.outputs != 1:
         raise ModelError(f"{origin} has {info.inputs} inputs and {info.outputs} outputs; the zephyr-tinyml runtime "
                          f"runs models with one of each. Split the model, or concatenate its inputs into one "
@@ -116,21 +123,18 @@ def check_io(info: ModelInfo, origin: str) -> None:
                          f"needs fixed shapes. Convert with a fixed batch size of 1 (e.g. keras.Input(shape=..., "
                          f"batch_size=1)).")
     for what, tensor in (("input", info.input), ("output", info.output)):
-        if tensor.dtype != "int8":
-            raise ModelError(f"{origin}: the model's {what} is {tensor.dtype}; the generated app runs full-int8 "
-                             f"models (int8 input, output and activations). {_IO_ADVICE.get(tensor.dtype, _IO_OTHER)}")
+        if tensor.dtype not in DEVICE_IO_TYPES:
+            raise ModelError(f"{origin}: the model's {what} is {tensor.dtype}; the generated app runs integer "
+                             f"models with int8 or int16 input and output (full int8, or TFLite's int16x8 mode). "
+                             f"{_IO_ADVICE.get(tensor.dtype, _IO_OTHER)}")
 
 
-# What to do about a model whose input or output is not int8, by its type: never call a model float
+# What to do about a model whose input or output is neither int8 nor int16, by its type: never call a model float
 # that is not (a 16-bit-activation model is integer, and has TFLM kernels of its own).
 _IO_ADVICE = {
     "float32": "A float model would run TFLM's float kernels, several times slower and 4 times larger: "
                "quantize it from its source model instead: give the .keras, .h5 or SavedModel with "
                "--data-dir (zephyr-tinyml then quantizes it to full int8 and verifies it).",
-    "int16": "An int16 input or output is a 16-bit-activation model (TFLite's int16x8 mode: int16 activations, "
-             "int8 weights), which this runtime does not deploy yet: convert it with int8 activations (the "
-             "default full-integer recipe, inference_input_type/inference_output_type = tf.int8), or give "
-             "its float source model with --data-dir and zephyr-tinyml quantizes it to int8.",
 }
 _IO_OTHER = "Convert with inference_input_type/inference_output_type = tf.int8."
 
@@ -293,8 +297,8 @@ inline void QuantizeImage(const uint8_t* pixels, int8_t* input, size_t count = k
 }}
 """
     else:
-        pixels = """
-// The model takes int8 values directly: real = (q - kInputZeroPoint) * kInputScale.
+        pixels = f"""
+// The model takes {info.input.dtype} values directly: real = (q - kInputZeroPoint) * kInputScale.
 """
     return f"""{stamp}
 #ifndef TINYML_MODEL_SETTINGS_H_
@@ -313,18 +317,22 @@ namespace tinyml {{
 constexpr char kModelName[] = {_c_string(spec.name)};
 constexpr size_t kModelDataSize = {info.size};
 
-// Input: int8, real = (q - kInputZeroPoint) * kInputScale
+// Input: {info.input.dtype}, real = (q - kInputZeroPoint) * kInputScale; kInputSize elements of InputType
+using InputType = {DEVICE_IO_TYPES[info.input.dtype]};
 constexpr int kInputDims = {len(info.input.shape)};
 constexpr int kInputShape[kInputDims] = {{{in_shape}}};
 constexpr int kInputSize = {int(np.prod(info.input.shape))};
+constexpr size_t kInputBytes = kInputSize * sizeof(InputType);
 constexpr float kInputScale = {info.input.scale!r}f;
 constexpr int32_t kInputZeroPoint = {info.input.zero_point};
 {pixels}
-// Output: int8, real = (q - kOutputZeroPoint) * kOutputScale; the last dimension's entries are
+// Output: {info.output.dtype}, real = (q - kOutputZeroPoint) * kOutputScale; the last dimension's entries are
 // kCategoryLabels (class scores for a classifier).
+using OutputType = {DEVICE_IO_TYPES[info.output.dtype]};
 constexpr int kOutputDims = {len(info.output.shape)};
 constexpr int kOutputShape[kOutputDims] = {{{out_shape}}};
 constexpr int kOutputSize = {int(np.prod(info.output.shape))};
+constexpr size_t kOutputBytes = kOutputSize * sizeof(OutputType);
 constexpr int kNumClasses = {info.output.shape[-1]};
 constexpr float kOutputScale = {info.output.scale!r}f;
 constexpr int32_t kOutputZeroPoint = {info.output.zero_point};
@@ -384,18 +392,20 @@ inline TfLiteStatus RegisterOps(OpResolver& resolver) {{
 
 def _test_data_h(stamp: str, tests: TestVectors) -> str:
     pixels = tests.pixels is not None
+    in_type, out_type = tests.inputs.dtype.name, tests.outputs.dtype.name
     classifier = tests.labels is not None
     declarations = []
     what = ("raw 8-bit pixels (the app quantizes them with QuantizeImage(), as it would a camera frame)"
-            if pixels else "the model's int8 inputs, as they go into the input tensor")
+            if pixels else f"the model's {in_type} inputs, as they go into the input tensor"
+            + (" (little-endian bytes)" if in_type != "int8" else ""))
     declarations.append(f"// The test inputs: {what}, PackBits-compressed one after\n"
                         "// the other; input n is kTestPacked[kTestPackedStart[n] .. kTestPackedStart[n + 1]).\n"
                         "// FillInput() (zephyr-tinyml's tinyml/test_report.h) expands one with tinyml::UnpackBits()\n"
                         "// (tinyml/packbits.h), the decoder of the evaluation protocol's packed frames too.\n"
                         "extern const uint8_t kTestPacked[];\n"
                         "extern const uint32_t kTestPackedStart[kNumTests + 1];")
-    declarations.append("// Host TFLM's int8 output for each input: the device must give exactly these bytes.\n"
-                        "extern const int8_t kTestOutputs[kNumTests][kOutputSize];")
+    declarations.append(f"// Host TFLM's {out_type} output for each input: the device must give exactly these bytes.\n"
+                        "extern const OutputType kTestOutputs[kNumTests][kOutputSize];")
     if classifier:
         declarations.append("// The true class of each input (host TFLM classifies every one correctly).\n"
                             "extern const uint8_t kTestLabels[kNumTests];")
@@ -441,18 +451,20 @@ def _test_data_cc(stamp: str, tests: TestVectors, names: tuple[str, ...]) -> str
     raw = tests.pixels if tests.pixels is not None else tests.inputs
     # PackBits, the codec of the evaluation protocol's frames too (zephyr_tinyml.packbits says why one):
     # test images are mostly background, so ten of them take about a quarter of the flash packed.
-    packed = [packbits.pack(np.ascontiguousarray(raw[n]).astype(np.uint8, copy=False).tobytes()) for n in range(count)]
+    # Little-endian bytes, as the device holds them (int16 inputs); int8 and pixels are one byte each.
+    packed = [packbits.pack(np.ascontiguousarray(raw[n], dtype=raw.dtype.newbyteorder("<")).view(np.uint8).tobytes())
+              for n in range(count)]
     starts = [0]
     for chunk in packed:
         starts.append(starts[-1] + len(chunk))
-    rows = "\n".join(f"    // {comment(n)}: {raw[n].size} bytes packed to {len(chunk)}\n"
+    rows = "\n".join(f"    // {comment(n)}: {raw[n].nbytes} bytes packed to {len(chunk)}\n"
                      + "\n".join("    " + ", ".join(str(b) for b in chunk[i:i + 24]) + "," for i in range(0, len(chunk), 24))
                      for n, chunk in enumerate(packed))
-    parts = [f"// {sum(r.size for r in raw[:count]):,} bytes of test inputs in {starts[-1]:,}.\n"
+    parts = [f"// {sum(r.nbytes for r in raw[:count]):,} bytes of test inputs in {starts[-1]:,}.\n"
              f"const uint8_t kTestPacked[] = {{\n{rows}\n}};",
              f"const uint32_t kTestPackedStart[kNumTests + 1] = {{{', '.join(map(str, starts))}}};"]
     blocks = "\n".join(_array_block(tests.outputs[n], 16, comment(n)) for n in range(count))
-    parts.append(f"const int8_t kTestOutputs[kNumTests][kOutputSize] = {{\n{blocks}\n}};")
+    parts.append(f"const OutputType kTestOutputs[kNumTests][kOutputSize] = {{\n{blocks}\n}};")
     if tests.labels is not None:
         parts.append(f"const uint8_t kTestLabels[kNumTests] = {{{', '.join(str(int(x)) for x in tests.labels)}}};")
     body = "\n\n".join(parts)

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import DataError
 from .image_folder import load_image_folder
+from .spec import Spec
 
 DATA_DIR_ENV = "TINYML_DATA_DIR"
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -84,6 +85,16 @@ class DataSource:
 
     def describe(self) -> str:
         return self.name if self.name else str(self.path)
+
+    @classmethod
+    def of_spec(cls, spec: Spec) -> DataSource:
+        """What a spec's ``dataset:`` names, with the spec's file and line for messages.
+
+        It lives here, not on ``Spec``, so that reading a spec never imports numpy and this stage.
+        """
+        where = f"{spec.path}:{spec.dataset.line}" if spec.dataset.line else str(spec.path)
+        return cls(name=spec.dataset.name or None, path=spec.dataset.path, test_split=spec.dataset.test_split,
+                   seed=spec.training.seed, labels=spec.dataset.labels, origin=where)
 
 
 @dataclass(frozen=True)

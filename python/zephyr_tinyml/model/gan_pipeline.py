@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import AcceptanceError
 from ..fileio import sha256_bytes, write_atomic, write_if_changed
 from .codegen import TestVectors, check_io, check_ops, check_quantization, generate
-from .data import Dataset, load_dataset
+from .data import Dataset, DataSource, load_dataset
 from .gan import GRID_VECTORS, build_generator, grid_png, latent_vectors, to_pixels, train_gan
 from .gan_quality import QUALITY_METHOD, Judgement, judge
 from .plots import training_curve
@@ -59,7 +59,7 @@ def build_gan(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
         versions = library_versions()
 
     with stages.stage("data"):
-        data = load_dataset(spec.data_source(), spec.dataset.input_shape, options.data_dir, options.allow_download)
+        data = load_dataset(DataSource.of_spec(spec), spec.dataset.input_shape, options.data_dir, options.allow_download)
         ui.note(f"{len(data.x_train):,} training images from {data.source} (labels unused: the GAN learns "
                 f"the images alone)")
 

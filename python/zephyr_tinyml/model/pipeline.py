@@ -31,7 +31,7 @@ from .codegen import (
     generate,
     select_test_images,
 )
-from .data import Dataset, load_dataset
+from .data import Dataset, DataSource, load_dataset
 from .gan_pipeline import build_gan
 from .keras_stack import check_layers
 from .model_file import float_input_shape, load_float_model, model_kind
@@ -103,7 +103,7 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
     data: Dataset | None = None
     if spec.dataset.has_data:
         with stages.stage("data"):
-            data = load_dataset(spec.data_source(), spec.dataset.input_shape, options.data_dir, options.allow_download,
+            data = load_dataset(DataSource.of_spec(spec), spec.dataset.input_shape, options.data_dir, options.allow_download,
                                 classes=_classes(spec, float_model, file_info))
             ui.note(f"{len(data.x_train):,} training and {len(data.x_test):,} test images from {data.source}")
             for note in data.notes:
@@ -296,8 +296,10 @@ def test_vectors(spec: Spec, tflite: bytes, info: ModelInfo, data: Dataset | Non
     """The inputs the device checks itself on, with host TFLM's outputs for them.
 
     With labelled data: ``codegen.test_images`` test images host TFLM classifies correctly, the first
-    of each class first (so the check tests the port, not the model's error rate). Without data:
-    seeded random int8 inputs over the model's whole input range.
+    of each class first (so the check tests the port, not the model's error rate); their raw pixels
+    are embedded for an int8 input (the app quantizes them, as it would a camera frame), the int16
+    values themselves for a 16x8 model's. Without data: seeded random inputs over the model's whole
+    input range.
     """
     if data is not None:
         chosen = select_test_images(data.y_test, spec.codegen.test_images, int(info.output.shape[-1]),
@@ -305,13 +307,15 @@ def test_vectors(spec: Spec, tflite: bytes, info: ModelInfo, data: Dataset | Non
         pixels = data.x_test[chosen]
         inputs = quantize_input(pixels, spec, info)
         outputs = run_tflm(tflite, inputs).reshape(len(chosen), -1)
-        return TestVectors(inputs.reshape(len(chosen), -1), outputs, pixels, data.y_test[chosen],
+        return TestVectors(inputs.reshape(len(chosen), -1), outputs, pixels if info.input.dtype == "int8" else None,
+                           data.y_test[chosen],
                            f"{len(chosen)} test-set images (never training images) that host TFLM classifies "
                            f"correctly, first of each class first")
     inputs = random_inputs(info, spec.codegen.test_images, seed)
     outputs = run_tflm(tflite, inputs).reshape(len(inputs), -1)
     return TestVectors(inputs.reshape(len(inputs), -1), outputs, None, None,
-                       f"{len(inputs)} seeded random int8 inputs (seed {seed}) over the model's whole input range; "
+                       f"{len(inputs)} seeded random {info.input.dtype} inputs (seed {seed}) over the model's whole "
+                       f"input range; "
                        f"no data was given")
 
 

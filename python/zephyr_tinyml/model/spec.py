@@ -17,15 +17,12 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import yaml
 
 from ..errors import SpecError
 from ..fileio import content_hash
-
-if TYPE_CHECKING:   # for the annotation only: loading a spec does not import numpy and the data stage
-    from .data import DataSource
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -46,10 +43,14 @@ class LayerSpec:
 
 @dataclass(frozen=True)
 class Budget:
-    """Region budgets in bytes for one board."""
+    """Region budgets in bytes for one board. On a TF-M board target built with the model in the
+    secure partition, ``flash``/``ram`` bound the non-secure app's image and ``secure_flash`` /
+    ``secure_ram`` TF-M's secure image, which holds the model, TFLM and the arena."""
 
     flash: int
     ram: int
+    secure_flash: int | None = None
+    secure_ram: int | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ class CodegenSpec:
     arena_alignment: int
     output_dir: Path
     app_dir: Path | None
+    secure: bool = False              # TF-M board targets: the model in the secure partition
 
 
 @dataclass(frozen=True)
@@ -166,15 +168,6 @@ class Spec:
     budgets: dict[str, Budget]
     quality: QualitySpec | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    def data_source(self) -> DataSource:
-        """What the data stage loads (built-in name or path), with this spec's place for messages."""
-        from .data import DataSource
-
-        where = f"{self.path}:{self.dataset.line}" if self.dataset.line else str(self.path)
-        return DataSource(name=self.dataset.name or None, path=self.dataset.path,
-                          test_split=self.dataset.test_split, seed=self.training.seed, labels=self.dataset.labels,
-                          origin=where)
 
     def section_hash(self, *sections: str) -> str:
         """Stable hash of the named top-level sections, for cache keys.
@@ -329,12 +322,17 @@ SCHEMA: dict[str, Key] = {
         "arena_alignment": Key("int", check=_power_of_two, default=16),
         "output_dir": Key("str", doc="relative to the spec's folder", default="../build/tinyml/{name}/generated"),
         "app": Key("str"),
+        "secure": Key("bool", doc="on a TF-M board target (mps2_an521_ns, ...): the model in the zephyr-tinyml "
+                                  "TF-M secure partition, as `tinyml build --secure`"),
     }),
     "budgets": Key("budgets"),
 }
 
 BUDGET_KEYS = {"flash": Key("int", required=True, check=_positive),
-               "ram": Key("int", required=True, check=_positive)}
+               "ram": Key("int", required=True, check=_positive),
+               # a secure build (codegen.secure, --secure): TF-M's secure image, with the model
+               "secure_flash": Key("int", check=_positive),
+               "secure_ram": Key("int", check=_positive)}
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
@@ -552,8 +550,10 @@ def spec_from_data(data: dict[str, Any], path: Path, lines: dict[str, int] | Non
             arena_alignment=cg["arena_alignment"],
             output_dir=Path(output_dir) if output_dir is not None else
             (path.parent / cg["output_dir"].format(name=data["name"])).resolve(),
-            app_dir=(path.parent / cg["app"]).resolve() if "app" in cg else None),
-        budgets={board: Budget(b["flash"], b["ram"]) for board, b in data.get("budgets", {}).items()},
+            app_dir=(path.parent / cg["app"]).resolve() if "app" in cg else None,
+            secure=bool(cg.get("secure", False))),
+        budgets={board: Budget(b["flash"], b["ram"], b.get("secure_flash"), b.get("secure_ram"))
+                 for board, b in data.get("budgets", {}).items()},
         quality=QualitySpec(classifier=ql["classifier"], samples=ql["samples"], confidence=float(ql["confidence"]))
         if "quality" in data else None,
         raw=data,

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import SpecError
 from ..fileio import sha256_bytes, write_atomic
-from .data import Dataset, load_dataset, normalize
+from .data import Dataset, DataSource, load_dataset, normalize
 from .keras_stack import build_keras_model, check_layers
 from .spec import Spec
 from .stages import BuildOptions, Stages, UI, library_versions, stage_key
@@ -209,7 +209,7 @@ def trained_classifier(spec: Spec, options: BuildOptions, ui: UI) -> Any:
     if not spec.model.layers:
         raise SpecError(f"{spec.path}: a judging classifier must be a spec that trains 'model.layers'.")
     check_layers(spec)
-    data = load_dataset(spec.data_source(), spec.dataset.input_shape, options.data_dir, options.allow_download)
+    data = load_dataset(DataSource.of_spec(spec), spec.dataset.input_shape, options.data_dir, options.allow_download)
     train_dir = train_stage(spec, data, Stages(ui, Path(options.work_dir) / "cache"), library_versions())
     return keras.models.load_model(train_dir / "model.keras")
 

@@ -96,15 +96,17 @@ class Verification:
 
 
 def quantize_input(images: np.ndarray, spec: Spec, info: ModelInfo) -> np.ndarray:
-    """Raw uint8 images -> the model's int8 input, exactly as the firmware must do it."""
+    """Raw uint8 images -> the model's int8 (or int16) input, exactly as the firmware must do it."""
     return quantize_real(normalize(images, spec.dataset.norm_scale, spec.dataset.norm_offset), info.input.scale,
-                         info.input.zero_point)
+                         info.input.zero_point, info.input.dtype)
 
 
-def quantize_real(real: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """Real values -> int8 with a tensor's scale and zero point (round half to even, clipped)."""
+def quantize_real(real: np.ndarray, scale: float, zero_point: int, dtype: str = "int8") -> np.ndarray:
+    """Real values -> ``dtype`` (int8, or int16 for a 16x8 model) with a tensor's scale and zero point
+    (round half to even, clipped to the type's range)."""
     q = np.round(real / np.float32(scale)) + zero_point
-    return np.clip(q, -128, 127).astype(np.int8)
+    limits = np.iinfo(dtype)
+    return np.clip(q, limits.min, limits.max).astype(dtype)
 
 
 def run_tflite(tflite: bytes, inputs: np.ndarray, reference: bool) -> np.ndarray:
@@ -258,9 +260,12 @@ def _compare(tflite: bytes, inputs: np.ndarray, labels: np.ndarray | None, float
 
 
 def random_inputs(info: ModelInfo, count: int, seed: int = 0) -> np.ndarray:
-    """``count`` seeded int8 inputs spread over the model's whole input range (for models without data)."""
+    """``count`` seeded inputs spread over the model's whole input range, int8 (or int16 for a 16x8
+    model), for models without data. int8 draws are the same as they always were (int16 then cast)."""
     rng = np.random.default_rng(seed)
     shape = (count,) + tuple(info.input.shape[1:])
+    if info.input.dtype == "int16":
+        return rng.integers(-32768, 32768, size=shape, dtype=np.int32).astype(np.int16)
     return rng.integers(-128, 128, size=shape, dtype=np.int16).astype(np.int8)
 
 

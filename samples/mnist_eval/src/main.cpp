@@ -39,6 +39,12 @@ namespace {
 
 using evalproto::Error;
 
+/* The protocol's frames carry int8 tensors (docs/protocol.md); `tinyml eval` refuses other models
+ * before it builds this app, and a 16x8 model is checked on the device by its self test. */
+static_assert(sizeof(tinyml::InputType) == 1 && sizeof(tinyml::OutputType) == 1,
+	      "samples/mnist_eval streams full-int8 models; check a 16x8 model with its self test "
+	      "(tinyml build ... --run)");
+
 const struct device* const uart = DEVICE_DT_GET(DT_CHOSEN(zephyr_console));
 
 /*

@@ -30,7 +30,7 @@ int Fail(const char* what)
 	return -1;
 }
 
-psa_status_t Infer(psa_handle_t handle, const int8_t* input, size_t input_size, int8_t* output,
+psa_status_t Infer(psa_handle_t handle, const void* input, size_t input_size, void* output,
 		   size_t output_size)
 {
 	psa_invec in = {input, input_size};
@@ -38,8 +38,8 @@ psa_status_t Infer(psa_handle_t handle, const int8_t* input, size_t input_size, 
 	return psa_call(handle, TINYML_SECURE_INFER, &in, 1, &out, 1);
 }
 
-int8_t input[tinyml::kInputSize];
-int8_t output[tinyml::kOutputSize];
+tinyml::InputType input[tinyml::kInputSize];
+tinyml::OutputType output[tinyml::kOutputSize];
 
 int Run()
 {
@@ -52,8 +52,8 @@ int Run()
 	if (psa_call(handle, TINYML_SECURE_INFO, nullptr, 0, &info_out, 1) != PSA_SUCCESS) {
 		return Fail("the partition's INFO call failed");
 	}
-	if (info.input_size != (uint32_t)tinyml::kInputSize ||
-	    info.output_size != (uint32_t)tinyml::kOutputSize) {
+	if (info.input_size != (uint32_t)tinyml::kInputBytes ||
+	    info.output_size != (uint32_t)tinyml::kOutputBytes) {
 		return Fail("the partition's model is not this app's (input/output sizes differ)");
 	}
 	if (!info.started) {

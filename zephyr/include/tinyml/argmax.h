@@ -1,7 +1,7 @@
 /*
  * SPDX-License-Identifier: Apache-2.0
  *
- * The class a classifier's int8 scores pick, for the runtime's apps and for apps that cannot
+ * The class a classifier's scores pick, for the runtime's apps and for apps that cannot
  * link the runtime (samples/secure_model): one definition, so every app labels alike.
  */
 #pragma once
@@ -12,8 +12,9 @@
 
 namespace tinyml {
 
-/* Index of the largest int8 score (the first one on ties, like numpy's argmax). */
-inline int ArgMax(const int8_t* scores, int count = kNumClasses)
+/* Index of the largest score, int8 or a 16x8 model's int16 (the first one on ties, like numpy's argmax). */
+template <typename Score>
+inline int ArgMax(const Score* scores, int count = kNumClasses)
 {
 	int best = 0;
 	for (int i = 1; i < count; i++) {

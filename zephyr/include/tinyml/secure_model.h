@@ -6,8 +6,8 @@
  * and the non-secure world reaches the model only through this one PSA service. Shared by
  * both sides (C and C++), so the two cannot disagree on a message.
  *
- *   TINYML_SECURE_INFER: in_vec[0] = the int8 input tensor (exactly its size),
- *                        out_vec[0] = room for the int8 output tensor (exactly its size).
+ *   TINYML_SECURE_INFER: in_vec[0] = the input tensor's bytes (int8, or int16 for a 16x8
+ *                        model; exactly its size), out_vec[0] = room for the output tensor's.
  *   TINYML_SECURE_INFO:  out_vec[0] = struct tinyml_secure_info.
  *
  * Failures are PSA status codes: PSA_ERROR_INVALID_ARGUMENT for a buffer of the wrong
@@ -36,8 +36,8 @@
  * checksum says which model runs without revealing it (16 bits of a 15 KB+ flatbuffer).
  */
 struct tinyml_secure_info {
-	uint32_t input_size;   /* bytes of the int8 input tensor */
-	uint32_t output_size;  /* bytes of the int8 output tensor */
+	uint32_t input_size;   /* bytes of the input tensor */
+	uint32_t output_size;  /* bytes of the output tensor */
 	uint32_t model_size;   /* bytes of the TFLite flatbuffer */
 	uint32_t model_address;
 	uint32_t arena_size;   /* bytes of the tensor arena */

@@ -20,7 +20,7 @@
 namespace tinyml {
 
 /* Index of the first element where the device differs from host TFLM, or -1. */
-inline int FirstDifference(const int8_t* got, const int8_t* want)
+inline int FirstDifference(const OutputType* got, const OutputType* want)
 {
 	for (int i = 0; i < kOutputSize; i++) {
 		if (got[i] != want[i]) {
@@ -34,13 +34,14 @@ inline int FirstDifference(const int8_t* got, const int8_t* want)
  * Test input n into the input tensor: unpacked with tinyml::UnpackBits()
  * (PackBits, as the evaluation protocol's TP frames; python/zephyr_tinyml/
  * packbits.py packed it), then, for pixels, quantized in place exactly as the
- * host quantized them. False if the data is damaged.
+ * host quantized them. A 16x8 model's int16 inputs are embedded as their
+ * little-endian bytes, as an Arm core holds them. False if the data is damaged.
  */
-inline bool FillInput(int n, int8_t* input)
+inline bool FillInput(int n, InputType* input)
 {
 	const uint32_t start = kTestPackedStart[n];
 	uint8_t* out = reinterpret_cast<uint8_t*>(input);
-	if (!UnpackBits(kTestPacked + start, kTestPackedStart[n + 1] - start, out, (size_t)kInputSize)) {
+	if (!UnpackBits(kTestPacked + start, kTestPackedStart[n + 1] - start, out, kInputBytes)) {
 		return false;
 	}
 #if TINYML_TEST_PIXELS
@@ -55,7 +56,7 @@ inline bool FillInput(int n, int8_t* input)
  * Returns the first differing element, or -1 when the output equals host TFLM's; *correct
  * says whether the input passed.
  */
-inline int ReportOutput(int n, const int8_t* got, bool* correct)
+inline int ReportOutput(int n, const OutputType* got, bool* correct)
 {
 	const int diff = FirstDifference(got, kTestOutputs[n]);
 #if TINYML_CLASSIFIER
@@ -74,7 +75,7 @@ inline int ReportOutput(int n, const int8_t* got, bool* correct)
 #else
 	*correct = diff < 0;
 	if (*correct) {
-		printk("CORRECT output %d (%d bytes equal host TFLM's)\n", n, kOutputSize);
+		printk("CORRECT output %d (%d bytes equal host TFLM's)\n", n, (int)kOutputBytes);
 	} else {
 		printk("WRONG output: test %d element %d is %d, host TFLM gave %d\n", n, diff, got[diff],
 		       kTestOutputs[n][diff]);

@@ -6,6 +6,8 @@
 
 #include "tinyml/runtime.h"
 
+#include <type_traits>
+
 #include <zephyr/fatal.h>
 #include <zephyr/kernel.h>
 #include <zephyr/sys/printk.h>
@@ -37,6 +39,15 @@ alignas(16) uint8_t tensor_arena[kArenaSize];
 
 size_t arena_needed = 0;
 bool has_state = false; /* the main subgraph has variable tensors (StartFresh resets them) */
+
+/* The TFLite type of model_settings.h's InputType / OutputType: int8, or int16 for a 16x8 model. */
+template <typename T>
+constexpr TfLiteType TensorType()
+{
+	static_assert(std::is_same_v<T, int8_t> || std::is_same_v<T, int16_t>,
+		      "the runtime feeds int8 or int16 tensors");
+	return std::is_same_v<T, int16_t> ? kTfLiteInt16 : kTfLiteInt8;
+}
 
 bool HasVariableTensors(const tflite::Model* model)
 {
@@ -153,8 +164,8 @@ tflite::MicroInterpreter* StartInterpreter()
 	const TfLiteTensor* input = interpreter.input(0);
 	const TfLiteTensor* output = interpreter.output(0);
 	if (interpreter.inputs_size() != 1 || interpreter.outputs_size() != 1 ||
-	    input->type != kTfLiteInt8 || input->bytes != (size_t)kInputSize ||
-	    output->type != kTfLiteInt8 || output->bytes != (size_t)kOutputSize) {
+	    input->type != TensorType<InputType>() || input->bytes != kInputBytes ||
+	    output->type != TensorType<OutputType>() || output->bytes != kOutputBytes) {
 		Fail("model tensors do not match model_settings.h");
 		return nullptr;
 	}

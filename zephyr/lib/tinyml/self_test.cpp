@@ -2,7 +2,7 @@
  * SPDX-License-Identifier: Apache-2.0
  *
  * CONFIG_TINYML_SELF_TEST: the on-target check of a generated model. Every
- * embedded test input is run and its whole int8 output tensor compared with
+ * embedded test input is run and its whole output tensor compared with
  * the bytes host TFLM computed for it: the device must equal host TFLM bit for
  * bit. Classifiers also check the label. The lines printed here are what
  * twister's harness (sample.yaml) and `west tinyml build --run` read.
@@ -24,8 +24,10 @@ int RunSelfTest()
 	if (interpreter == nullptr) {
 		return -1;
 	}
-	TfLiteTensor* input = interpreter->input(0);
-	const TfLiteTensor* output = interpreter->output(0);
+	/* int8, or int16 for a 16x8 model (model_settings.h's InputType / OutputType; StartInterpreter
+	 * checked the tensors' types and sizes against them). */
+	InputType* input = static_cast<InputType*>(interpreter->input(0)->data.data);
+	const OutputType* output = static_cast<const OutputType*>(interpreter->output(0)->data.data);
 
 	const size_t arena_used = interpreter->arena_used_bytes();
 	const size_t arena_needed = ArenaNeeded();
@@ -38,7 +40,7 @@ int RunSelfTest()
 	uint64_t cycles = 0;
 	bool traced = false;
 	for (int n = 0; n < kNumTests; n++) {
-		if (!FillInput(n, input->data.int8)) {
+		if (!FillInput(n, input)) {
 			return Fail("embedded test input damaged (test_data.cc)");
 		}
 
@@ -53,12 +55,12 @@ int RunSelfTest()
 		}
 
 		bool passed = false;
-		const int diff = ReportOutput(n, output->data.int8, &passed);
+		const int diff = ReportOutput(n, output, &passed);
 		correct += passed ? 1 : 0;
 		/* The first input the device gets wrong, again, op by op (the input tensor was overwritten). */
 		if (diff >= 0 && !traced) {
 			traced = true;
-			if (!FillInput(n, input->data.int8) || TraceInvoke(interpreter, n) != kTfLiteOk) {
+			if (!FillInput(n, input) || TraceInvoke(interpreter, n) != kTfLiteOk) {
 				return Fail("Invoke failed while tracing ops");
 			}
 		}
@@ -66,7 +68,7 @@ int RunSelfTest()
 
 #if defined(CONFIG_TINYML_OP_PROFILE)
 	/* After the measured inferences: where the cycles go, op by op (test input 0 again). */
-	if (!FillInput(0, input->data.int8) || ProfileInvoke(interpreter) != kTfLiteOk) {
+	if (!FillInput(0, input) || ProfileInvoke(interpreter) != kTfLiteOk) {
 		return Fail("Invoke failed while profiling ops");
 	}
 #endif

@@ -51,8 +51,8 @@ tflite::MicroInterpreter* Start()
 	if (started->AllocateTensors() != kTfLiteOk) {
 		return nullptr;
 	}
-	if (started->input(0)->bytes != static_cast<size_t>(tinyml::kInputSize) ||
-	    started->output(0)->bytes != static_cast<size_t>(tinyml::kOutputSize)) {
+	if (started->input(0)->bytes != tinyml::kInputBytes ||
+	    started->output(0)->bytes != tinyml::kOutputBytes) {
 		return nullptr;
 	}
 	const auto* tensors = model->subgraphs()->Get(0)->tensors();
@@ -64,15 +64,14 @@ tflite::MicroInterpreter* Start()
 
 psa_status_t Infer(const psa_msg_t& msg)
 {
-	if (msg.in_size[0] != static_cast<size_t>(tinyml::kInputSize) ||
-	    msg.out_size[0] != static_cast<size_t>(tinyml::kOutputSize)) {
+	if (msg.in_size[0] != tinyml::kInputBytes || msg.out_size[0] != tinyml::kOutputBytes) {
 		return PSA_ERROR_INVALID_ARGUMENT;
 	}
 	if (interpreter == nullptr) {
 		return PSA_ERROR_BAD_STATE;
 	}
 	TfLiteTensor* input = interpreter->input(0);
-	if (psa_read(msg.handle, 0, input->data.int8, msg.in_size[0]) != msg.in_size[0]) {
+	if (psa_read(msg.handle, 0, input->data.data, msg.in_size[0]) != msg.in_size[0]) {
 		return PSA_ERROR_INVALID_ARGUMENT;
 	}
 	if (has_variables && interpreter->Reset() != kTfLiteOk) {
@@ -81,7 +80,7 @@ psa_status_t Infer(const psa_msg_t& msg)
 	if (interpreter->Invoke() != kTfLiteOk) {
 		return PSA_ERROR_GENERIC_ERROR;
 	}
-	psa_write(msg.handle, 0, interpreter->output(0)->data.int8, msg.out_size[0]);
+	psa_write(msg.handle, 0, interpreter->output(0)->data.data, msg.out_size[0]);
 	return PSA_SUCCESS;
 }
 
@@ -91,8 +90,8 @@ psa_status_t Info(const psa_msg_t& msg)
 		return PSA_ERROR_INVALID_ARGUMENT;
 	}
 	tinyml_secure_info info = {};
-	info.input_size = tinyml::kInputSize;
-	info.output_size = tinyml::kOutputSize;
+	info.input_size = tinyml::kInputBytes;
+	info.output_size = tinyml::kOutputBytes;
 	info.model_size = tinyml::kModelDataSize;
 	info.model_address = reinterpret_cast<uintptr_t>(TINYML_MODEL_DATA);
 	info.arena_size = sizeof(arena);
