@@ -67,6 +67,32 @@ def test_int8_tflite_without_data_gets_random_test_inputs(tmp_path: Path):
     assert (tmp_path / "work" / "hello_world_int8.tflite").read_bytes() == path.read_bytes()
 
 
+def test_bias_with_an_out_of_rank_quantized_dimension_is_taken_as_given(tmp_path: Path):
+    """TFLM's person_detect (2019) gives depthwise biases (rank 1) quantized_dimension 3: LiteRT's
+    model check refuses that, TFLM ignores it. Made here the same way on hello_world's biases: the
+    build verifies the model against TFLite (on a copy with the field set to 0) and deploys the file
+    as given."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(_foreign("hello_world_int8.tflite").read_bytes()), 0)
+    biases = [t for t in model.subgraphs[0].tensors if t.type == schema.TensorType.INT32 and len(t.shape) == 1]
+    for tensor in biases:
+        tensor.quantization.quantizedDimension = 3
+    builder = flatbuffers.Builder(4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    path = tmp_path / "old_converter.tflite"
+    path.write_bytes(bytes(builder.Output()))
+    assert len(biases) == 3
+    with pytest.raises(ValueError, match="quantized_dimension must be in range"):
+        Interpreter(model_content=path.read_bytes())
+    spec = spec_for_model_file(path, output_dir=tmp_path / "gen", work_dir=tmp_path / "work")
+    result = build_model(spec, BuildOptions(work_dir=tmp_path / "work"), SilentUI())
+    assert result.verification.ref_unexplained_mismatches == 0 and result.verification.images == 10
+    assert (tmp_path / "work" / "old_converter.tflite").read_bytes() == path.read_bytes()
+
+
 def test_mnist_lstm_over_image_rows_is_measured_where_tflm_kernel_differs_by_design(tmp_path: Path, mnist_dir: Path):
     """An int8 LSTM over MNIST's rows (input [1, 28, 28]), as TFLM's mnist_lstm example makes it, with the data.
 

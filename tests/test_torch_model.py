@@ -1,5 +1,6 @@
-"""PyTorch models: a ``torch.export`` program (.pt2) becomes a full-int8 .tflite and goes through the
-same verification and codegen as an int8 .tflite given by the user.
+"""PyTorch models: a ``torch.export`` program (.pt2) or the same network exported to ONNX (.onnx)
+becomes a full-int8 .tflite and goes through the same verification and codegen as an int8 .tflite
+given by the user.
 
 Needs the optional extra (``pip install "zephyr-tinyml[torch]"``); without it these tests skip and say
 so. A small CNN is trained here on 30,000 MNIST images for one epoch (about 6 s; 96.5 % here), so
@@ -36,8 +37,8 @@ def torch():
 
 
 @pytest.fixture(scope="module")
-def digits_pt2(torch, tmp_path_factory, mnist) -> Path:
-    """A small CNN (NCHW, as PyTorch models are) trained for one epoch, saved with torch.export.save."""
+def digits_cnn(torch, mnist):
+    """A small CNN (NCHW, as PyTorch models are) trained for one epoch, in evaluation mode."""
     nn = torch.nn
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -55,9 +56,25 @@ def digits_pt2(torch, tmp_path_factory, mnist) -> Path:
             optimizer.step()
     finally:
         torch.set_num_threads(threads)
-    model.eval()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def digits_pt2(torch, digits_cnn, tmp_path_factory) -> Path:
+    """The CNN saved with torch.export.save."""
     path = tmp_path_factory.mktemp("torch") / "digits.pt2"
-    torch.export.save(torch.export.export(model, (torch.zeros(1, 1, 28, 28),)), str(path))
+    torch.export.save(torch.export.export(digits_cnn, (torch.zeros(1, 1, 28, 28),)), str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def digits_onnx(torch, digits_cnn, tmp_path_factory) -> Path:
+    """The same CNN exported to ONNX by torch's TorchScript-based exporter, with a dynamic batch
+    (so its Flatten arrives as the Shape/Gather/Concat/Reshape chain many exported models have)."""
+    pytest.importorskip("onnx", reason=REASON)
+    path = tmp_path_factory.mktemp("onnx") / "digits.onnx"
+    torch.onnx.export(digits_cnn, (torch.zeros(1, 1, 28, 28),), str(path), dynamo=False, input_names=["x"],
+                      output_names=["logits"], dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}})
     return path
 
 
@@ -72,6 +89,7 @@ def _outputs(text: str) -> list[list[int]]:
 def test_pt2_is_a_model_file_without_torch_installed():
     """Recognising the format needs no torch: only converting it does."""
     assert is_model_path("digits.pt2") and model_kind(Path("digits.pt2")) == "torch"
+    assert is_model_path("digits.onnx") and model_kind(Path("digits.onnx")) == "torch"
 
 
 def test_missing_extra_names_the_install_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -127,3 +145,42 @@ def test_op_left_in_float_is_refused_by_name(torch, tmp_path: Path, mnist_dir: P
     with pytest.raises(ModelError, match=r"int8 end to end: SIN stays float"):
         build_model(spec, BuildOptions(work_dir=tmp_path / "work", data_dir=mnist_dir, allow_download=False),
                     SilentUI())
+
+
+def test_onnx_is_converted_like_the_same_pytorch_network(digits_onnx: Path, digits_pt2: Path, tmp_path: Path,
+                                                         mnist_dir: Path):
+    """The ONNX file runs as a PyTorch module: its float outputs equal the program's, and it reaches
+    the device the same way (int8 NHWC, verified, generated outputs = host TFLM)."""
+    onnx_model, program = torch_model.load_torch_model(digits_onnx), torch_model.load_torch_model(digits_pt2)
+    assert onnx_model.input_shape == program.input_shape == (None, 28, 28, 1)
+    assert onnx_model.count_params() == program.count_params()
+    x = np.random.default_rng(0).random((64, 28, 28, 1), np.float32)
+    assert np.allclose(onnx_model.predict(x), program.predict(x), atol=1e-4)
+    spec = spec_for_model_file(digits_onnx, data_dir=mnist_dir, output_dir=tmp_path / "gen",
+                               work_dir=tmp_path / "work", representative_samples=200)
+    result = build_model(spec, BuildOptions(work_dir=tmp_path / "work", data_dir=mnist_dir, allow_download=False),
+                         SilentUI())
+    v = result.verification
+    assert v.images == 10_000 and v.float_accuracy is not None and v.float_accuracy >= 95.0
+    assert v.tflm_accuracy is not None and abs(v.float_accuracy - v.tflm_accuracy) < 1.0
+    assert v.ref_unexplained_mismatches == 0
+    tflite = (tmp_path / "work" / "digits.tflite").read_bytes()
+    info = inspect_model(tflite)
+    assert info.input.shape == (1, 28, 28, 1) and info.input.dtype == "int8" and not torch_model.float_ops(tflite)
+    data_cc = (tmp_path / "gen" / "test_data.cc").read_text()
+    pixels = np.array([np.frombuffer(x, np.uint8) for x in embedded_test_inputs(data_cc)]).reshape(-1, 28, 28, 1)
+    expected = run_tflm(tflite, quantize_input(pixels, result.spec, info)).reshape(len(pixels), -1)
+    assert np.array_equal(np.array(_outputs(data_cc)), expected)
+
+
+def test_onnx_op_we_do_not_convert_is_refused_by_name(torch, tmp_path: Path):
+    pytest.importorskip("onnx", reason=REASON)
+
+    class Erf(torch.nn.Module):
+        def forward(self, x):
+            return torch.flatten(torch.erf(x), 1)
+
+    path = tmp_path / "erf.onnx"
+    torch.onnx.export(Erf().eval(), (torch.zeros(1, 1, 28, 28),), str(path), dynamo=False)
+    with pytest.raises(ModelError, match=r"is ONNX op Erf, which zephyr-tinyml does not convert"):
+        torch_model.load_torch_model(path)

@@ -32,7 +32,7 @@ NEEDS = {
 APT = "sudo apt-get install"
 MODULES = ("tflite-micro", "cmsis", "cmsis-nn", "hal_stm32", "hal_nordic")  # the last two: nucleo_f446re, qemu_cortex_m0
 # The optional extras: (extra, what the report calls it, who needs it).
-EXTRAS = (("torch", "PyTorch extra (.pt2 models)", "only .pt2 models need it"),
+EXTRAS = (("torch", "PyTorch extra (.pt2, .onnx models)", "only .pt2 and .onnx models need it"),
           ("tfm", "TF-M extra (secure models)", "only secure models, built with TF-M, need it"))
 
 
@@ -82,7 +82,7 @@ def _package_check(requirement: str) -> Check:
 
 
 def extra_checks() -> list[Check]:
-    """The optional extras (``[torch]`` for PyTorch ``.pt2`` models, ``[tfm]`` for TF-M's build
+    """The optional extras (``[torch]`` for PyTorch ``.pt2`` and ONNX models, ``[tfm]`` for TF-M's build
     tools): reported with the command that installs them, never failing the doctor, since only a
     build that uses them needs them."""
     from packaging.requirements import Requirement

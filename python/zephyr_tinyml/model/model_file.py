@@ -1,5 +1,5 @@
 """Models trained elsewhere: a ``.tflite``, a ``.keras`` / ``.h5`` file, a SavedModel folder or a
-PyTorch ``torch.export`` program (``.pt2``, converted by :mod:`.torch_model`).
+PyTorch ``torch.export`` program (``.pt2``) or an ONNX model (``.onnx``), both converted by :mod:`.torch_model`.
 
 ``west tinyml build path/to/model.tflite`` needs no spec: :func:`spec_for_model_file` writes the
 spec a user would have written (name from the file, data from ``--dataset`` / ``--data-dir``, labels
@@ -26,13 +26,13 @@ MODEL_SUFFIXES = (".tflite", ".keras", ".h5", ".hdf5") + TORCH_SUFFIXES
 
 
 def model_kind(path: Path) -> str:
-    """'tflite', 'keras', 'savedmodel' or 'torch'; a ModelError saying what is accepted otherwise."""
+    """'tflite', 'keras', 'savedmodel' or 'torch' (.pt2 and .onnx); a ModelError saying what is accepted otherwise."""
     path = Path(path)
     if path.is_dir():
         if (path / "saved_model.pb").is_file():
             return "savedmodel"
         raise ModelError(f"{path} is a folder without saved_model.pb, so not a SavedModel. Give a .tflite, .keras, "
-                         f".h5, .pt2 file or a SavedModel folder.")
+                         f".h5, .pt2, .onnx file or a SavedModel folder.")
     if path.suffix == ".tflite":
         return "tflite"
     if path.suffix in (".keras", ".h5", ".hdf5"):
@@ -40,7 +40,7 @@ def model_kind(path: Path) -> str:
     if path.suffix in TORCH_SUFFIXES:
         return "torch"
     raise ModelError(f"{path}: unknown model format '{path.suffix}'. zephyr-tinyml takes .tflite, .keras, .h5, "
-                     f".pt2 (torch.export) files and SavedModel folders (or a .yaml spec).")
+                     f".pt2 (torch.export), .onnx files and SavedModel folders (or a .yaml spec).")
 
 
 def is_model_path(text: str) -> bool:

@@ -72,7 +72,7 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
 
     A spec with ``model.layers`` is trained (or its committed model reused); one with ``model.file``
     (a model trained elsewhere) is not: a Keras/SavedModel file is quantized like a trained model, a
-    PyTorch ``.pt2`` is quantized and converted by litert-torch, an int8 ``.tflite`` is taken as is.
+    PyTorch ``.pt2`` and ONNX are quantized and converted by litert-torch, an int8 ``.tflite`` is taken as is.
     """
     if spec.model.gan is not None:
         return build_gan(spec, options, ui)
@@ -111,7 +111,7 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
         if not spec.dataset.labels and data.class_names:
             spec = replace(spec, dataset=replace(spec.dataset, labels=data.class_names))
     elif kind != "tflite":
-        what = {"spec": "spec that trains", "torch": "PyTorch model"}.get(kind, "Keras model")
+        what = {"spec": "spec that trains", "torch": "PyTorch or ONNX model"}.get(kind, "Keras model")
         raise DataError(f"{spec.path}: a {what} needs data "
                         f"({'dataset:' if kind == 'spec' else '--data-dir DIR or --dataset NAME|PATH'}) to "
                         f"{'train' if kind == 'spec' else 'quantize'} and verify.")

@@ -6,6 +6,7 @@ metadata reader (:mod:`tflite_metadata`) for labels.  A file that is not a TFLit
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,8 +58,47 @@ def tf_lite_interpreter(tflite: bytes, reference: bool = False, preserve_all_ten
     resolver = OpResolverType.BUILTIN_REF if reference else OpResolverType.AUTO
     with warnings.catch_warnings(), captured_fd(2):
         warnings.simplefilter("ignore")  # XNNPACK's start-up notice
-        return Interpreter(model_content=tflite, experimental_op_resolver_type=resolver, num_threads=1,
+        return Interpreter(model_content=litert_readable(tflite), experimental_op_resolver_type=resolver, num_threads=1,
                            experimental_preserve_all_tensors=preserve_all_tensors)
+
+
+@functools.lru_cache(maxsize=8)
+def litert_readable(tflite: bytes) -> bytes:
+    """``tflite`` as LiteRT's interpreter accepts it: the same bytes, or a copy that differs only in
+    a field without meaning.
+
+    Older converters (TFLM's person_detect example, 2019) gave the per-channel biases of depthwise
+    convolutions (rank 1, one scale per element) the weights' ``quantized_dimension``, 3. A rank-1
+    tensor has one axis, so 3 can only mean 0 (and with a single scale the field means nothing);
+    TFLM reads biases as int32 without it, but LiteRT's model check refuses the file
+    ("quantized_dimension must be in range [0, 1)"). Only the host's TFLite interpreter gets the
+    copy, with 0 there; the device and host TFLM run the file as given, with the same tensor indices.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    if len(tflite) < 8 or tflite[4:8] != b"TFL3":
+        return tflite
+    root = schema.Model.GetRootAs(tflite, 0)
+    stale = []
+    for g in range(root.SubgraphsLength()):
+        graph = root.Subgraphs(g)
+        for t in range(graph.TensorsLength()):
+            tensor = graph.Tensors(t)
+            q = tensor.Quantization()
+            if q is None or q.QuantizedDimension() < max(tensor.ShapeLength(), 1):
+                continue
+            if q.ScaleLength() == 1 or (tensor.ShapeLength() == 1 and q.ScaleLength() == tensor.Shape(0)):
+                stale.append((g, t))
+    if not stale:
+        return tflite
+    import flatbuffers
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    for g, t in stale:
+        model.subgraphs[g].tensors[t].quantization.quantizedDimension = 0
+    builder = flatbuffers.Builder(len(tflite) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def read_labels(tflite: bytes) -> tuple[str, ...]:

@@ -1,4 +1,5 @@
-"""PyTorch models trained elsewhere: a ``torch.export`` program (``.pt2``) -> full-int8 ``.tflite``.
+"""PyTorch models trained elsewhere: a ``torch.export`` program (``.pt2``) or an ONNX model
+(``.onnx``, run as a PyTorch module by :mod:`.onnx_model`) -> full-int8 ``.tflite``.
 
 ``tinyml build digits.pt2 --data-dir DIR`` loads the ExportedProgram (``torch.export.save``), wraps it
 so that it takes NHWC input (PyTorch convolutions are NCHW; the data, the generated app and every
@@ -13,7 +14,7 @@ Quantization recipe, and why:
   of a per-channel FULLY_CONNECTED (see :func:`.codegen.check_quantization`), and the PT2E quantizer
   chooses the weight scheme per model, not per op type, without a filter of our own.
 
-torch, torchao and litert-torch are an optional extra (``pip install "zephyr-tinyml[torch]"``, over
+torch, torchao, litert-torch and onnx are an optional extra (``pip install "zephyr-tinyml[torch]"``, over
 1 GB): they are imported inside functions, so that the base install, which has none of them, works
 for everything else.
 """
@@ -32,10 +33,11 @@ import numpy as np
 
 from ..errors import ModelError
 from ..fileio import captured_fd
+from .onnx_model import ONNX_SUFFIXES, onnx_module
 from .spec import Spec
 from .tflite_model import inspect_model
 
-TORCH_SUFFIXES = (".pt2",)
+TORCH_SUFFIXES = (".pt2",) + ONNX_SUFFIXES
 EXTRA_HINT = 'pip install "zephyr-tinyml[torch]"'
 # Part of the quantize stage's cache key for PyTorch models: bump when the conversion recipe changes.
 RECIPE = "pt2e-static-int8-per-tensor-nhwc-v1"
@@ -47,7 +49,7 @@ def torch_extra_missing() -> str | None:
     """The first package of the torch extra that is not importable, or None when all are."""
     import importlib.util
 
-    for module in ("torch", "torchao", "litert_torch"):
+    for module in ("torch", "torchao", "litert_torch", "onnx"):
         if importlib.util.find_spec(module) is None:
             return module
     return None
@@ -59,7 +61,7 @@ def converter_versions() -> str:
     from importlib import metadata
 
     found = []
-    for name in ("torch", "torchao", "litert-torch"):
+    for name in ("torch", "torchao", "litert-torch", "onnx"):
         try:
             found.append(f"{name}{metadata.version(name)}")
         except metadata.PackageNotFoundError:
@@ -70,12 +72,13 @@ def converter_versions() -> str:
 def _require_torch(path: Path) -> None:
     missing = torch_extra_missing()
     if missing:
-        raise ModelError(f"{path} is a PyTorch model; converting it needs '{missing}', which is not installed. "
+        raise ModelError(f"{path} is a {'n ONNX' if Path(path).suffix in ONNX_SUFFIXES else ' PyTorch'} model; "
+                         f"converting it needs '{missing}', which is not installed. "
                          f"Install the PyTorch extra: {EXTRA_HINT}")
 
 
 class TorchPredictor:
-    """A ``torch.export`` program as a float model with Keras' interface (``input_shape``,
+    """A ``torch.export`` program or an ONNX model as a float model with Keras' interface (``input_shape``,
     ``output_shape``, ``count_params``, ``predict``) on NHWC input, so that the pipeline's float
     accuracy and shape logic treat it like a Keras model."""
 
@@ -84,33 +87,20 @@ class TorchPredictor:
         import torch  # optional extra: see the module docstring
 
         self.path = Path(path)
-        try:
-            self.program = torch.export.load(str(path))
-        except Exception as exc:  # torch raises many types for a file that is not an ExportedProgram
-            raise ModelError(f"{path}: torch.export.load cannot read it ({type(exc).__name__}: {exc}). Give a "
-                             f"program saved with torch.export.save(torch.export.export(model, (example,)), "
-                             f"'{Path(path).name}'); TorchScript (.pt from torch.jit.save) and state dicts "
-                             f"(torch.save) are not ExportedPrograms.") from None
-        signature = self.program.graph_signature
-        if len(signature.user_inputs) != 1 or len(signature.user_outputs) != 1:
-            raise ModelError(f"{path} takes {len(signature.user_inputs)} inputs and gives "
-                             f"{len(signature.user_outputs)} outputs; the zephyr-tinyml runtime runs models with one "
-                             f"of each.")
-        node = next(n for n in self.program.graph.nodes if n.op == "placeholder" and n.name == signature.user_inputs[0])
-        value = node.meta.get("val")
-        shape = tuple(value.shape) if value is not None else ()
-        if not shape or any(not isinstance(d, int) for d in shape[1:]):
-            raise ModelError(f"{path}: its input shape {list(shape)} has unknown dimensions besides the batch; "
-                             f"export it with a fixed example input, e.g. torch.zeros(1, 1, 28, 28), and no "
-                             f"dynamic_shapes other than the batch.")
+        if self.path.suffix in ONNX_SUFFIXES:
+            module, shape, self.params = onnx_module(self.path)
+        else:
+            module, shape, self.params = _load_program(self.path)
         self.torch_shape = shape
-        # NCHW images are fed as NHWC, like the data set's images; other ranks go in as they are.
-        self.channels_first = len(shape) == 4
+        # NCHW images are fed as NHWC, like the data set's images; other ranks go in as they are. An
+        # ONNX model converted from Keras (tf2onnx) already takes NHWC: channels last, 1 or 3 of them.
+        self.channels_first = len(shape) == 4 and not (
+            self.path.suffix in ONNX_SUFFIXES and shape[3] in (1, 3) and shape[1] not in (1, 3))
         dims = tuple(int(d) for d in shape[1:])
         self.input_shape = (None,) + ((*dims[1:], dims[0]) if self.channels_first else dims)
         self.static_batch = isinstance(shape[0], int)
         self._vmap_works: bool | None = None
-        self.module = _nhwc(self.program.module(), self.channels_first)
+        self.module = _nhwc(module, self.channels_first)
         with torch.no_grad():
             out = self.module(torch.zeros((1,) + self.input_shape[1:], dtype=torch.float32))
         if not isinstance(out, torch.Tensor):
@@ -118,7 +108,7 @@ class TorchPredictor:
         self.output_shape = (None,) + tuple(int(d) for d in out.shape[1:])
 
     def count_params(self) -> int:
-        return int(sum(p.numel() for p in self.program.state_dict.values()))
+        return self.params
 
     def predict(self, x: np.ndarray, batch_size: int = 1000, verbose: int = 0) -> np.ndarray:
         """Float outputs for NHWC float inputs, ``batch_size`` at a time."""
@@ -150,6 +140,32 @@ class TorchPredictor:
         return torch.cat([self.module(batch[i:i + 1]) for i in range(len(batch))])
 
 
+def _load_program(path: Path) -> tuple[Any, tuple[Any, ...], int]:
+    """A ``.pt2`` file's program as a module, its input shape (NCHW for images) and weight count."""
+    import torch
+
+    try:
+        program = torch.export.load(str(path))
+    except Exception as exc:  # torch raises many types for a file that is not an ExportedProgram
+        raise ModelError(f"{path}: torch.export.load cannot read it ({type(exc).__name__}: {exc}). Give a "
+                         f"program saved with torch.export.save(torch.export.export(model, (example,)), "
+                         f"'{Path(path).name}'); TorchScript (.pt from torch.jit.save) and state dicts "
+                         f"(torch.save) are not ExportedPrograms.") from None
+    signature = program.graph_signature
+    if len(signature.user_inputs) != 1 or len(signature.user_outputs) != 1:
+        raise ModelError(f"{path} takes {len(signature.user_inputs)} inputs and gives "
+                         f"{len(signature.user_outputs)} outputs; the zephyr-tinyml runtime runs models with one "
+                         f"of each.")
+    node = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == signature.user_inputs[0])
+    value = node.meta.get("val")
+    shape = tuple(value.shape) if value is not None else ()
+    if not shape or any(not isinstance(d, int) for d in shape[1:]):
+        raise ModelError(f"{path}: its input shape {list(shape)} has unknown dimensions besides the batch; "
+                         f"export it with a fixed example input, e.g. torch.zeros(1, 1, 28, 28), and no "
+                         f"dynamic_shapes other than the batch.")
+    return program.module(), shape, int(sum(p.numel() for p in program.state_dict.values()))
+
+
 def _nhwc(module: Any, channels_first: bool) -> Any:
     """``module`` taking NHWC input when it takes NCHW (a permute in front, which the converter folds
     into the layout it lowers to: no TRANSPOSE op is left at the input)."""
@@ -171,7 +187,7 @@ def _nhwc(module: Any, channels_first: bool) -> Any:
 
 
 def load_torch_model(path: Path) -> TorchPredictor:
-    """The float PyTorch model at ``path`` (a ``.pt2``), with its NHWC input shape."""
+    """The float PyTorch model at ``path`` (a ``.pt2`` or ``.onnx``), with its NHWC input shape."""
     return TorchPredictor(path)
 
 
