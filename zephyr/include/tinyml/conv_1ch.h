@@ -65,6 +65,19 @@ extern "C" {
 #define TINYML_CONV_1CH_VARIANT TINYML_CONV_1CH_LANE_SUMS
 #endif
 
+/* Helium (MVE, Cortex-M55/M85): the dual-MAC variant's 16-bit rows, summed with vector dot
+ * products (VMLADAVA, eight taps per instruction) over taps gathered from the window's rows
+ * (VLDRH gather), and the requantization of four channels per vector. Its weights are one
+ * channel's taps after another, each channel's zero-padded to a multiple of eight; kernels of
+ * more than TINYML_CONV_1CH_MVE_MAX_TAPS taps are not taken. */
+#if !defined(TINYML_CONV_1CH_FORCE_VARIANT) && TINYML_CONV_1CH_VARIANT == TINYML_CONV_1CH_DUAL_MACS && \
+	defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+#define TINYML_CONV_1CH_MVE 1
+#else
+#define TINYML_CONV_1CH_MVE 0
+#endif
+#define TINYML_CONV_1CH_MVE_MAX_TAPS 64
+
 struct tinyml_conv_1ch {
 	int32_t batches;
 	int32_t input_h, input_w;     /* input [batches, input_h, input_w, 1] */
@@ -88,7 +101,14 @@ static inline int tinyml_conv_1ch_supported(const struct tinyml_conv_1ch *conv)
 {
 	return conv->out_ch % TINYML_CONV_1CH_CHANNEL_BLOCK == 0 &&
 	       (TINYML_CONV_1CH_VARIANT != TINYML_CONV_1CH_LANE_SUMS ||
-		conv->filter_h * conv->filter_w <= TINYML_CONV_1CH_MAX_PACKED_TAPS);
+		conv->filter_h * conv->filter_w <= TINYML_CONV_1CH_MAX_PACKED_TAPS) &&
+	       (!TINYML_CONV_1CH_MVE || conv->filter_h * conv->filter_w <= TINYML_CONV_1CH_MVE_MAX_TAPS);
+}
+
+/* Taps of one channel's weights in the Helium layout: a multiple of eight (a vector of 16-bit values). */
+static inline int32_t tinyml_conv_1ch_mve_taps(const struct tinyml_conv_1ch *conv)
+{
+	return (conv->filter_h * conv->filter_w + 7) / 8 * 8;
 }
 
 /* Taps of a kernel row in pairs (the dual multiply-accumulate's): an odd last one pairs with a
@@ -101,6 +121,9 @@ static inline int32_t tinyml_conv_1ch_tap_pairs(const struct tinyml_conv_1ch *co
 /* Bytes of the weights in their packed layout (persistent, made once, 4-byte aligned). */
 static inline size_t tinyml_conv_1ch_weights_size(const struct tinyml_conv_1ch *conv)
 {
+	if (TINYML_CONV_1CH_MVE) {
+		return (size_t)conv->out_ch * (size_t)tinyml_conv_1ch_mve_taps(conv) * sizeof(int16_t);
+	}
 	if (TINYML_CONV_1CH_VARIANT == TINYML_CONV_1CH_DUAL_MACS) {
 		return (size_t)conv->out_ch * (size_t)(conv->filter_h * tinyml_conv_1ch_tap_pairs(conv)) *
 		       sizeof(int32_t);

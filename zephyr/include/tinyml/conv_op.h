@@ -8,11 +8,9 @@
  * prepares it: one int8 input channel, int8 weights, dilation 1 run
  * tinyml_conv_1ch_s8 (tinyml/conv_1ch.h: the same output bytes as TFLM's
  * reference kernel and CMSIS-NN's, in a fraction of the instructions); every
- * other convolution runs CMSIS-NN's int8 kernel as before. With TFLM's
- * reference kernels, and on Helium (MVE) builds, this is TFLM's own
- * registration: on the Cortex-M55 CMSIS-NN's Helium path is as fast for a 5x5
- * first layer (mnist: 0.59 M instructions against this kernel's 0.56 M, which
- * has no Helium path) and twice as fast for a 3x3 one (mnist_dscnn).
+ * other convolution runs CMSIS-NN's int8 kernel as before (on Helium builds
+ * too: the kernel has a Helium path, see conv_1ch.h). With TFLM's reference
+ * kernels this is TFLM's own registration.
  */
 
 #pragma once
@@ -21,7 +19,7 @@
 
 namespace tinyml {
 
-#if defined(CONFIG_TENSORFLOW_LITE_MICRO_CMSIS_NN_KERNELS) && !(defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1))
+#if defined(CONFIG_TENSORFLOW_LITE_MICRO_CMSIS_NN_KERNELS)
 #define TINYML_CONV_1CH_REGISTERED 1 /* conv_op.cpp defines the registration */
 TFLMRegistration Register_CONV_2D_INT8_ONE_CHANNEL();
 #else

@@ -19,6 +19,9 @@
 #if TINYML_CONV_1CH_VARIANT == TINYML_CONV_1CH_DUAL_MACS && defined(__ARM_FEATURE_DSP)
 #include <arm_acle.h>
 #endif
+#if TINYML_CONV_1CH_MVE
+#include <arm_mve.h>
+#endif
 
 #define VARIANT TINYML_CONV_1CH_VARIANT
 #define PLAIN TINYML_CONV_1CH_PLAIN_SUMS
@@ -34,6 +37,15 @@ void tinyml_conv_1ch_pack_weights(const struct tinyml_conv_1ch *conv, const int8
 	const int32_t fw = conv->filter_w;
 	const int32_t taps = conv->filter_h * fw;
 
+	if (TINYML_CONV_1CH_MVE) {
+		const int32_t padded = tinyml_conv_1ch_mve_taps(conv);
+		int16_t *values = (int16_t *)packed;
+
+		for (int32_t i = 0; i < conv->out_ch * padded; i++) {
+			values[i] = (int16_t)(i % padded < taps ? filter[i / padded * taps + i % padded] : 0);
+		}
+		return;
+	}
 	for (int32_t i = 0; i < conv->out_ch * taps; i++) {
 		const int32_t oc = i / taps;
 		const int32_t tap = i % taps;
@@ -102,7 +114,12 @@ struct channel {
 	uint32_t mask;    /* 2^right - 1: the bits shifted out */
 	uint32_t half;    /* 2^(right - 1), 0 when right is 0 */
 	int32_t negative; /* -1 when right > 0: a negative value rounds away from zero */
+	int32_t bias2;    /* 2 * bias, for requantize_narrow() */
 };
+
+/* Largest |sum of filter * (input + offset)| over a kernel of `taps` taps: |weight| <= 128 and
+ * |input + offset| <= 255. */
+#define SUM_BOUND_PER_TAP (128 * 255)
 
 /* The output's offset and range, copied out of the shape: the kernel's int8 stores may alias
  * anything, so fields read through a pointer would be loaded again after every store. */
@@ -110,20 +127,31 @@ struct output_range {
 	int32_t offset, min, max;
 };
 
-static void channels(const struct tinyml_conv_1ch *conv, int32_t oc, struct channel *q)
+/* The block's requantization; returns whether requantize_narrow() computes it for every channel
+ * of the block: a right shift of at least 1, a multiplier that is not negative, and sums plus bias
+ * below 2^30 in magnitude whatever the input (so that twice them fits an int32). */
+static int channels(const struct tinyml_conv_1ch *conv, int32_t oc, struct channel *q)
 {
+	const int64_t sum_bound = (int64_t)conv->filter_h * conv->filter_w * SUM_BOUND_PER_TAP;
+	int narrow = 1;
+
 	for (int32_t i = 0; i < BLOCK; i++) {
 		const int32_t shift = conv->shift[oc + i];
 		const int32_t right = shift > 0 ? 0 : -shift;
+		const int32_t bias = conv->bias != NULL ? conv->bias[oc + i] : 0;
 
-		q[i].bias = conv->bias != NULL ? conv->bias[oc + i] : 0;
+		q[i].bias = bias;
 		q[i].multiplier = conv->multiplier[oc + i];
 		q[i].left = shift > 0 ? shift : 0;
 		q[i].right = right;
 		q[i].mask = (1u << right) - 1u;
 		q[i].half = right > 0 ? 1u << (right - 1) : 0u;
 		q[i].negative = right > 0 ? -1 : 0;
+		narrow = narrow && right >= 1 && q[i].multiplier >= 0 &&
+			 sum_bound + (bias < 0 ? -(int64_t)bias : bias) < ((int64_t)1 << 30);
+		q[i].bias2 = narrow ? 2 * bias : 0;
 	}
+	return narrow;
 }
 
 /*
@@ -147,6 +175,53 @@ ALWAYS_INLINE int8_t requantize(struct output_range range, int32_t sum, const st
 	result = result < range.min ? range.min : result;
 	result = result > range.max ? range.max : result;
 	return (int8_t)result;
+}
+
+/* (a * b + 2^31) / 2^32 rounded down, plus c: the DSP extension's SMMLAR. */
+static inline int32_t high_mul_add(int32_t a, int32_t b, int32_t c)
+{
+#if defined(__ARM_FEATURE_DSP) && (__ARM_FEATURE_DSP == 1) && defined(__GNUC__) && defined(__arm__)
+	int32_t result;
+
+	__asm__("smmlar %0, %1, %2, %3" : "=r"(result) : "r"(a), "r"(b), "r"(c));
+	return result;
+#else
+	return (int32_t)((((int64_t)c << 32) + (int64_t)a * b + ((int64_t)1 << 31)) >> 32);
+#endif
+}
+
+/*
+ * requantize() in a few instructions, for a channel that channels() found narrow (right >= 1, so
+ * left is 0; 2 * acc fits an int32; multiplier >= 0). With acc2 = 2 * acc:
+ * high = (acc * m + 2^30) >> 31 = (acc2 * m + 2^31) >> 32 exactly (as above), so SMMLAR gives
+ * high + half in one instruction. TFLM's RoundingDivideByPOT(high, right) is
+ * (high + half - [high < 0]) >> right (the same threshold as requantize()'s, without overflow:
+ * |high| <= |acc| < 2^30). [acc < 0] may stand for [high < 0]: with m >= 0 they differ only when
+ * high is 0, and then (half - 1) >> right and half >> right are both 0, as right >= 1.
+ */
+ALWAYS_INLINE int8_t requantize_narrow(struct output_range range, int32_t sum, const struct channel *q)
+{
+	const int32_t acc2 = q->bias2 + sum * 2;
+	const int32_t rounded = high_mul_add(acc2, q->multiplier, (int32_t)q->half) + (acc2 >> 31);
+	int32_t result = (rounded >> q->right) + range.offset;
+
+	result = result < range.min ? range.min : result;
+	result = result > range.max ? range.max : result;
+	return (int8_t)result;
+}
+
+/* The outputs of one or two pixels (both) for a block that is not narrow: requantize() in full,
+ * out of line, as it is rarely taken (a right shift of 0, or a bias near 2^30). */
+static __attribute__((noinline)) void store_wide(struct output_range range, const int32_t *sums,
+						 const struct channel *q, int8_t *out, int32_t out_ch,
+						 int both)
+{
+	for (int32_t i = 0; i < BLOCK; i++) {
+		out[i] = requantize(range, sums[i], &q[i]);
+		if (both) {
+			out[out_ch + i] = requantize(range, sums[BLOCK + i], &q[i]);
+		}
+	}
 }
 
 /* Two taps of 16-bit values, x's halves times w's halves, added to acc: the DSP extension's SMLAD. */
@@ -175,19 +250,61 @@ static inline int32_t load_pair(const int16_t *values)
  * i of the first and the second pixel.
  */
 ALWAYS_INLINE void block_row(const struct tinyml_conv_1ch *conv, const int32_t *rows, const void *weights,
-			     const struct channel *q, int8_t *out, int32_t fixed_width)
+			     const struct channel *q, int narrow, const uint16_t *taps_at, int8_t *out,
+			     int32_t fixed_width)
 {
 	const int32_t fh = conv->filter_h;
 	const int32_t fw = fixed_width != 0 ? fixed_width : conv->filter_w; /* constant: unrolled */
 	const int32_t words = tinyml_conv_1ch_row_words(conv);
 	const int32_t out_ch = conv->out_ch;
-	const int32_t stride = conv->stride_w;
+	const int32_t stride = fixed_width != 0 ? 1 : conv->stride_w; /* the unrolled widths: stride 1 */
 	const int32_t width = conv->output_w;
 	const struct output_range range = {conv->output_offset, conv->act_min, conv->act_max};
+#if TINYML_CONV_1CH_MVE
+	const int32_t padded = tinyml_conv_1ch_mve_taps(conv);
+	const int32x4_t bias = {q[0].bias, q[1].bias, q[2].bias, q[3].bias};
+	const int32x4_t multiplier = {q[0].multiplier, q[1].multiplier, q[2].multiplier, q[3].multiplier};
+	const int32x4_t right = {-q[0].right, -q[1].right, -q[2].right, -q[3].right};
+#else
+	(void)taps_at;
+#endif
 
 	for (int32_t ox = 0; ox < width; ox += PIXELS) {
 		int32_t sums[2 * BLOCK];
-#if VARIANT == DUAL
+#if TINYML_CONV_1CH_MVE
+		/* Eight taps of the window at a time, for two pixels and four channels: the taps'
+		 * places in the rows (taps_at, padded with 0: a real value, times a zero weight) are
+		 * gathered from each pixel's first column, and each channel's weights are loaded once
+		 * for both pixels. */
+		const int16_t *r = (const int16_t *)rows + ox * stride;
+		const int16_t *r2 = r + stride;
+		const int16_t *w = (const int16_t *)weights;
+		int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+
+		(void)fh;
+		(void)fw;
+		(void)words;
+		for (int32_t t = 0; t < padded; t += 8) {
+			const uint16x8_t at = vld1q_u16(taps_at + t);
+			const int16x8_t x = vldrhq_gather_shifted_offset_s16(r, at);
+			const int16x8_t y = vldrhq_gather_shifted_offset_s16(r2, at);
+			int16x8_t k = vld1q_s16(w + t);
+
+			a0 = vmladavaq_s16(a0, x, k);
+			b0 = vmladavaq_s16(b0, y, k);
+			k = vld1q_s16(w + padded + t);
+			a1 = vmladavaq_s16(a1, x, k);
+			b1 = vmladavaq_s16(b1, y, k);
+			k = vld1q_s16(w + 2 * padded + t);
+			a2 = vmladavaq_s16(a2, x, k);
+			b2 = vmladavaq_s16(b2, y, k);
+			k = vld1q_s16(w + 3 * padded + t);
+			a3 = vmladavaq_s16(a3, x, k);
+			b3 = vmladavaq_s16(b3, y, k);
+		}
+		sums[0] = a0, sums[1] = a1, sums[2] = a2, sums[3] = a3;
+		sums[4] = b0, sums[5] = b1, sums[6] = b2, sums[7] = b3;
+#elif VARIANT == DUAL
 		const int32_t pairs = (fw + 1) / 2;
 		const int32_t *w = (const int32_t *)weights;
 		int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
@@ -196,20 +313,35 @@ ALWAYS_INLINE void block_row(const struct tinyml_conv_1ch *conv, const int32_t *
 			const int16_t *r = (const int16_t *)(rows + ky * words) + ox * stride;
 			const int16_t *r2 = r + stride;
 
-			for (int32_t p = 0; p < pairs; p++) {
-				const int32_t x = load_pair(r + 2 * p);
-				const int32_t y = load_pair(r2 + 2 * p);
-
-				a0 = dual_mac(x, w[0], a0);
-				b0 = dual_mac(y, w[0], b0);
-				a1 = dual_mac(x, w[1], a1);
-				b1 = dual_mac(y, w[1], b1);
-				a2 = dual_mac(x, w[2], a2);
-				b2 = dual_mac(y, w[2], b2);
-				a3 = dual_mac(x, w[3], a3);
-				b3 = dual_mac(y, w[3], b3);
-				w += BLOCK;
+#define TAP_PAIR(p)                                                                                \
+	do {                                                                                       \
+		const int32_t x = load_pair(r + 2 * (p));                                          \
+		const int32_t y = load_pair(r2 + 2 * (p));                                         \
+                                                                                                   \
+		a0 = dual_mac(x, w[0], a0);                                                        \
+		b0 = dual_mac(y, w[0], b0);                                                        \
+		a1 = dual_mac(x, w[1], a1);                                                        \
+		b1 = dual_mac(y, w[1], b1);                                                        \
+		a2 = dual_mac(x, w[2], a2);                                                        \
+		b2 = dual_mac(y, w[2], b2);                                                        \
+		a3 = dual_mac(x, w[3], a3);                                                        \
+		b3 = dual_mac(y, w[3], b3);                                                        \
+		w += BLOCK;                                                                        \
+	} while (0)
+			if (fixed_width != 0) {
+				/* a known width: the pairs unrolled, which also frees the registers
+				 * the loop would keep (the 3 pairs of a 5-wide row: a fifth fewer
+				 * instructions) */
+#pragma GCC unroll 8
+				for (int32_t p = 0; p < pairs; p++) {
+					TAP_PAIR(p);
+				}
+			} else {
+				for (int32_t p = 0; p < pairs; p++) {
+					TAP_PAIR(p);
+				}
 			}
+#undef TAP_PAIR
 		}
 		sums[0] = a0, sums[1] = a1, sums[2] = a2, sums[3] = a3;
 		sums[4] = b0, sums[5] = b1, sums[6] = b2, sums[7] = b3;
@@ -253,15 +385,44 @@ ALWAYS_INLINE void block_row(const struct tinyml_conv_1ch *conv, const int32_t *
 #endif
 		const int both = PIXELS == 2 && ox + 1 < width;
 
-#pragma GCC unroll 4
-		for (int32_t i = 0; i < BLOCK; i++) { /* unrolled: fixed offsets, the channel's q loaded once */
-			const struct channel c = q[i];
+#if TINYML_CONV_1CH_MVE
+		if (narrow) {
+			/* requantize_narrow() for four channels at once: the doubling high multiply
+			 * VQRDMULH is (acc * m + 2^30) >> 31 exactly, and (high - [high < 0]) rounded
+			 * right by VRSHL is TFLM's RoundingDivideByPOT; with |acc| < 2^30 nothing saturates */
+			const int32x4_t first = {sums[0], sums[1], sums[2], sums[3]};
+			int32x4_t high = vqrdmulhq_s32(vaddq_s32(first, bias), multiplier);
+			int32x4_t result = vrshlq_s32(vaddq_s32(high, vshrq_n_s32(high, 31)), right);
 
-			out[i] = requantize(range, sums[i], &c);
+			result = vminq_s32(vmaxq_s32(vaddq_n_s32(result, range.offset), vdupq_n_s32(range.min)),
+					   vdupq_n_s32(range.max));
+			vstrbq_s32(out, result);
 			if (both) {
-				out[out_ch + i] = requantize(range, sums[BLOCK + i], &c);
+				const int32x4_t second = {sums[4], sums[5], sums[6], sums[7]};
+
+				high = vqrdmulhq_s32(vaddq_s32(second, bias), multiplier);
+				result = vrshlq_s32(vaddq_s32(high, vshrq_n_s32(high, 31)), right);
+				result = vminq_s32(vmaxq_s32(vaddq_n_s32(result, range.offset),
+							     vdupq_n_s32(range.min)),
+						   vdupq_n_s32(range.max));
+				vstrbq_s32(out + out_ch, result);
 			}
+		} else {
+			store_wide(range, sums, q, out, out_ch, both);
 		}
+#else
+		if (narrow) {
+#pragma GCC unroll 4
+			for (int32_t i = 0; i < BLOCK; i++) { /* unrolled: fixed offsets */
+				out[i] = requantize_narrow(range, sums[i], &q[i]);
+				if (both) {
+					out[out_ch + i] = requantize_narrow(range, sums[BLOCK + i], &q[i]);
+				}
+			}
+		} else {
+			store_wide(range, sums, q, out, out_ch, both);
+		}
+#endif
 		out += PIXELS * out_ch;
 	}
 }
@@ -269,41 +430,52 @@ ALWAYS_INLINE void block_row(const struct tinyml_conv_1ch *conv, const int32_t *
 /* block_row() for any kernel width, and (CONFIG_TINYML_CONV_1CH_UNROLL) unrolled for the widths of
  * most first layers: about a tenth fewer instructions for 1.2 KB of flash each. */
 static void block_row_any(const struct tinyml_conv_1ch *conv, const int32_t *rows, const void *weights,
-			  const struct channel *q, int8_t *out)
+			  const struct channel *q, int narrow, const uint16_t *taps_at, int8_t *out)
 {
-	block_row(conv, rows, weights, q, out, 0);
+	block_row(conv, rows, weights, q, narrow, taps_at, out, 0);
 }
 
-#if defined(CONFIG_TINYML_CONV_1CH_UNROLL)
+#if defined(CONFIG_TINYML_CONV_1CH_UNROLL) && !TINYML_CONV_1CH_MVE /* Helium: one loop for every width */
 static void block_row_3(const struct tinyml_conv_1ch *conv, const int32_t *rows, const void *weights,
-			const struct channel *q, int8_t *out)
+			const struct channel *q, int narrow, const uint16_t *taps_at, int8_t *out)
 {
-	block_row(conv, rows, weights, q, out, 3);
+	block_row(conv, rows, weights, q, narrow, taps_at, out, 3);
 }
 
 static void block_row_5(const struct tinyml_conv_1ch *conv, const int32_t *rows, const void *weights,
-			const struct channel *q, int8_t *out)
+			const struct channel *q, int narrow, const uint16_t *taps_at, int8_t *out)
 {
-	block_row(conv, rows, weights, q, out, 5);
+	block_row(conv, rows, weights, q, narrow, taps_at, out, 5);
 }
 #endif
 
 void tinyml_conv_1ch_s8(const struct tinyml_conv_1ch *conv, const int8_t *input, int8_t *output,
 			void *scratch)
 {
-#if defined(CONFIG_TINYML_CONV_1CH_UNROLL)
+#if defined(CONFIG_TINYML_CONV_1CH_UNROLL) && !TINYML_CONV_1CH_MVE /* Helium: one loop for every width */
 	void (*const row_of_block)(const struct tinyml_conv_1ch *, const int32_t *, const void *,
-				   const struct channel *, int8_t *) =
+				   const struct channel *, int, const uint16_t *, int8_t *) =
+		conv->stride_w != 1 ? block_row_any :
 		conv->filter_w == 5 ? block_row_5 : conv->filter_w == 3 ? block_row_3 : block_row_any;
 #else
 	void (*const row_of_block)(const struct tinyml_conv_1ch *, const int32_t *, const void *,
-				   const struct channel *, int8_t *) = block_row_any;
+				   const struct channel *, int, const uint16_t *, int8_t *) = block_row_any;
 #endif
 	const int32_t words = tinyml_conv_1ch_row_words(conv);
 	const int32_t fh = conv->filter_h;
 	const int32_t out_ch = conv->out_ch;
 	const size_t block_weights = tinyml_conv_1ch_weights_size(conv) / (size_t)(out_ch / BLOCK);
 	int32_t *rows = (int32_t *)scratch; /* the window's fh rows, converted, top to bottom */
+	/* Helium: each tap's place in the rows, in 16-bit values from the window's first column */
+#if TINYML_CONV_1CH_MVE
+	uint16_t taps_at[TINYML_CONV_1CH_MVE_MAX_TAPS] = {0};
+
+	for (int32_t t = 0; t < conv->filter_h * conv->filter_w; t++) {
+		taps_at[t] = (uint16_t)(t / conv->filter_w * 2 * words + t % conv->filter_w);
+	}
+#else
+	const uint16_t *const taps_at = NULL;
+#endif
 
 	for (int32_t b = 0; b < conv->batches; b++) {
 		const int8_t *image = input + (size_t)b * conv->input_h * conv->input_w;
@@ -325,11 +497,11 @@ void tinyml_conv_1ch_s8(const struct tinyml_conv_1ch *conv, const int8_t *input,
 
 			for (int32_t oc = 0; oc < out_ch; oc += BLOCK) {
 				struct channel q[BLOCK];
+				const int narrow = channels(conv, oc, q);
 
-				channels(conv, oc, q);
 				row_of_block(conv, rows,
 					     (const int8_t *)conv->weights + (size_t)(oc / BLOCK) * block_weights, q,
-					     out + oc);
+					     narrow, taps_at, out + oc);
 			}
 		}
 	}
