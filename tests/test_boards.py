@@ -17,7 +17,7 @@ import yaml
 from zephyr_tinyml.errors import FirmwareError
 from zephyr_tinyml.firmware import boards
 from zephyr_tinyml.firmware.boards import (BOARDS, canonical, clusters_in_soc_yml, for_board, is_hwm_v2,
-                                           same_board, target_for, tree_targets)
+                                           is_non_secure, normalize, same_board, target_for, tree_targets)
 from zephyr_tinyml.firmware.build import _check_build_dir
 from zephyr_tinyml.firmware.size_compare import compare
 
@@ -39,6 +39,19 @@ IDENTIFIERS_3_4 = {
     "qemu_cortex_a9": ["qemu_cortex_a9"],   # boards/arm/qemu_cortex_a9/qemu_cortex_a9.yaml
     "nucleo_f446re": ["nucleo_f446re"],     # boards/arm/nucleo_f446re/nucleo_f446re.yaml
 }
+# The non-secure targets beside TF-M (secure models), keyed by our name; the 3.4.99 tree's
+# boards/arm/<folder>/<identifier>.yaml: the board's folder and all its identifiers.
+NS_IDENTIFIERS_3_4 = {
+    "mps2_an521_ns": ("mps2_an521", IDENTIFIERS_3_4["mps2_an521"]),
+    # boards/arm/b_u585i_iot02a/b_u585i_iot02a.yaml, b_u585i_iot02a_ns.yaml
+    "b_u585i_iot02a_ns": ("b_u585i_iot02a", ["b_u585i_iot02a", "b_u585i_iot02a_ns"]),
+    # boards/arm/lpcxpresso55s69/lpcxpresso55s69_cpu0.yaml, _cpu1.yaml, _ns.yaml
+    "lpcxpresso55s69_ns": ("lpcxpresso55s69", ["lpcxpresso55s69_cpu0", "lpcxpresso55s69_cpu1",
+                                               "lpcxpresso55s69_ns"]),
+    # boards/arm/nrf5340dk_nrf5340/nrf5340dk_nrf5340_cpuapp.yaml, _cpuapp_ns.yaml, _cpunet.yaml
+    "nrf5340dk_nrf5340_cpuapp_ns": ("nrf5340dk_nrf5340", ["nrf5340dk_nrf5340_cpuapp", "nrf5340dk_nrf5340_cpuapp_ns",
+                                                          "nrf5340dk_nrf5340_cpunet"]),
+}
 
 # Zephyr 3.7 (hardware model v2), boards/<vendor>/<board>/board.yml. The versions without
 # `full_name:` (which later releases added).
@@ -57,6 +70,42 @@ BOARD_YML_3_7 = {
     "qemu/cortex_a9": "board:\n  name: qemu_cortex_a9\n  vendor: qemu\n  socs:\n  - name: xc7z007s\n",
     "st/nucleo_f446re": "board:\n  name: nucleo_f446re\n  vendor: st\n  socs:\n    - name: stm32f446xx\n",
 }
+# The TF-M boards' board.yml: the stored versions (later than 3.7: they carry `full_name:`, and
+# nrf5340dk a nested `shop` variant) less what 3.7 did not have; the board, SoC, ns variant and its
+# CPU cluster, which make the target, are those of the 3.7 targets below. Stored:
+# boards/st/b_u585i_iot02a/board.yml @ 3de45ee86b170e74afaa1cc07eb985ac97a0f951,
+# boards/nxp/lpcxpresso55s69/board.yml @ 07d5b2e3b9ae50ed56cb6c95b0239267488f14d3,
+# boards/nordic/nrf5340dk/board.yml @ 137bdc6b6e696e4c4e95f465b96a41a3da5d38be.
+BOARD_YML_TFM = {
+    "st/b_u585i_iot02a": ("board:\n  name: b_u585i_iot02a\n  vendor: st\n  socs:\n    - name: stm32u585xx\n"
+                          "      variants:\n        - name: ns\n"),
+    "nxp/lpcxpresso55s69": ("board:\n  name: lpcxpresso55s69\n  vendor: nxp\n  socs:\n  - name: lpc55s69\n"
+                            "    variants:\n    - name: \"ns\"\n      cpucluster: 'cpu0'\n"),
+    "nordic/nrf5340dk": ("board:\n  name: nrf5340dk\n  vendor: nordic\n  socs:\n  - name: 'nrf5340'\n"
+                         "    variants:\n    - name: 'ns'\n      cpucluster: 'cpuapp'\n"),
+}
+# Their SoCs' CPU clusters: soc/nxp/lpc/soc.yml @ 4f12333492cea00814db5b4cb45669a30c5c6d9a and
+# soc/nordic/soc.yml @ 0148abc21836ad1b1913447e05e606d38b68978e (the parts for these SoCs); the
+# STM32 SoCs have none but the dual-core H7s (soc/st/stm32/soc.yml, family st_stm32).
+SOC_YML_TFM = {
+    "nxp/lpc": ("family:\n- name: lpc\n  series:\n  - name: lpc55xxx\n    socs:\n    - name: lpc55s69\n"
+                "      cpuclusters:\n      - name: cpu0\n      - name: cpu1\n"),
+    "nordic": ("family:\n  - name: nordic_nrf\n    series:\n      - name: nrf53\n        socs:\n"
+               "          - name: nrf5340\n            cpuclusters:\n              - name: cpuapp\n"
+               "              - name: cpunet\n"),
+    "st/stm32": "family:\n- name: st_stm32\n  series:\n  - name: stm32u5x\n    socs:\n    - name: stm32u585xx\n",
+}
+# The non-secure targets on Zephyr 3.7+, as twister's identifiers say: boards/arm/mps2/mps2_an521_cpu0_ns.yaml,
+# boards/st/b_u585i_iot02a/b_u585i_iot02a_stm32u585xx_ns.yaml @ 060c2c3a29aec3256da8f5bf7759569079fb45b6,
+# boards/nxp/lpcxpresso55s69/lpcxpresso55s69_lpc55s69_cpu0_ns.yaml @ 00ad2a422374566696c3c75e224e03577afabca0,
+# boards/nordic/nrf5340dk/nrf5340dk_nrf5340_cpuapp_ns.yaml @ 060c2c3a29aec3256da8f5bf7759569079fb45b6.
+NS_TARGETS = {
+    "mps2_an521_ns": "mps2/an521/cpu0/ns",
+    "b_u585i_iot02a_ns": "b_u585i_iot02a/stm32u585xx/ns",
+    "lpcxpresso55s69_ns": "lpcxpresso55s69/lpc55s69/cpu0/ns",
+    "nrf5340dk_nrf5340_cpuapp_ns": "nrf5340dk/nrf5340/cpuapp/ns",
+}
+
 # soc/arm/soc.yml as of v3.7.0: the AN521's two CPU clusters (cpu0: the secure M33 Zephyr's mps2_an521 ran on).
 SOC_YML_3_7 = ("family:\n- name: arm\n  series:\n  - name: mps2\n    socs:\n    - name: an385\n    - name: an521\n"
                "      cpuclusters:\n      - name: cpu0\n      - name: cpu1\n  - name: mps3\n    socs:\n"
@@ -170,6 +219,25 @@ def test_other_boards_pass_through() -> None:
     assert not same_board("mps2_an521", "mps3_an547")
 
 
+@pytest.mark.parametrize("key", sorted(NS_TARGETS))
+def test_each_non_secure_target_resolves_both_ways(key: str) -> None:
+    """The TF-M boards: the 3.4 name up to 3.6, the whole target (never a bare name) from 3.7 on."""
+    target = NS_TARGETS[key]
+    assert key in BOARDS and key in NS_IDENTIFIERS_3_4[key][1]
+    for version, expected in (("3.4.0", key), ("3.7.0", target), ("4.4.0", target)):
+        for name in (key, target, normalize(target)):
+            assert target_for(name, version) == target_for(name, version, full=True) == expected
+    assert canonical(target) == canonical(normalize(target)) == canonical(key) == key
+    assert same_board(key, target) and is_non_secure(key) and is_non_secure(target)
+    secure_side = {"mps2_an521_ns": "mps2_an521"}.get(key, target.rsplit("/", 1)[0])
+    assert not same_board(key, secure_side) and not is_non_secure(secure_side)
+
+
+def test_non_secure_boards_we_do_not_know() -> None:
+    assert is_non_secure("vnd/board/soc/ns") and is_non_secure("board_soc_ns")
+    assert not is_non_secure("qemu_cortex_m3") and not is_non_secure("nrf5340dk/nrf5340/cpunet")
+
+
 # ------------------------------------------------------------------------------------------
 # A tree's own board files
 # ------------------------------------------------------------------------------------------
@@ -186,6 +254,24 @@ def test_board_targets_read_from_a_v2_tree(tmp_path: Path, version: str, board_y
         # The tree, not only the version, picks the name: an unreleased 3.99 tree has the 4.0 one.
         assert target_for(key, "3.99.0" if key == "mps3_an547" and version == "4.4.0" else version, tree,
                           full=True) == target
+
+
+def test_non_secure_targets_read_from_a_v2_tree(tmp_path: Path) -> None:
+    tree = _v2_tree(tmp_path, {**BOARD_YML_3_7, **BOARD_YML_TFM}, SOC_YML_3_7)
+    for folder, text in SOC_YML_TFM.items():
+        (tree / "soc" / folder).mkdir(parents=True)
+        (tree / "soc" / folder / "soc.yml").write_text(text)
+    assert tree_targets(tree, "b_u585i_iot02a") == ["b_u585i_iot02a/stm32u585xx", "b_u585i_iot02a/stm32u585xx/ns"]
+    assert tree_targets(tree, "lpcxpresso55s69") == ["lpcxpresso55s69/lpc55s69/cpu0", "lpcxpresso55s69/lpc55s69/cpu0/ns",
+                                                     "lpcxpresso55s69/lpc55s69/cpu1"]
+    assert tree_targets(tree, "nrf5340dk") == ["nrf5340dk/nrf5340/cpuapp", "nrf5340dk/nrf5340/cpuapp/ns",
+                                               "nrf5340dk/nrf5340/cpunet"]
+    for key, target in NS_TARGETS.items():
+        assert target_for(key, "3.7.0", tree) == target
+        # Without the table row only the names that are normalized targets would be found: the 3.4 names
+        # b_u585i_iot02a_ns and lpcxpresso55s69_ns drop the SoC (and the cluster), hence the rows.
+        found = boards._other_board(key, True, tree)
+        assert found == (target if normalize(target) == key else key)
 
 
 def test_board_targets_read_from_a_3_4_tree(tmp_path: Path) -> None:
@@ -223,6 +309,9 @@ def test_the_3_4_99_workspace_if_present() -> None:
         target = target_for(key, version, base, full=True)
         assert canonical(target) == key
         assert target in tree_targets(base, target.split("/")[0])
+    for key, (folder, identifiers) in NS_IDENTIFIERS_3_4.items():
+        assert target_for(key, version, base) == key
+        assert tree_targets(base, folder) == identifiers
 
 
 # ------------------------------------------------------------------------------------------
@@ -309,6 +398,31 @@ def test_each_release_build_picks_the_shared_fragment(tmp_path: Path, version: s
             assert Path(modules) == REPO
 
 
+@pytest.mark.parametrize("version", ["3.4.0", "3.7.0"])
+def test_each_non_secure_target_picks_its_fragment(tmp_path: Path, version: str) -> None:
+    for key, target in NS_TARGETS.items():
+        name = key if version == "3.4.0" else target
+        for variables in _release_variables(name):
+            if variables == {"BOARD": name.split("/")[0]} and "/" in name:
+                continue   # the bare board name is the secure (or default) target, not this one
+            extra_conf, qemu_flags, _ = _cmake_script(tmp_path, variables, APP_PROBE.format(app=APP_CMAKE)).split("|")
+            assert extra_conf == str(REPO / "zephyr" / "boards" / f"{key}.conf"), (variables, extra_conf)
+            assert "sse-200" not in qemu_flags
+
+
+def test_a_secure_app_gets_the_boards_tfm_settings(tmp_path: Path) -> None:
+    """tinyml_secure_board_conf(): zephyr/tfm/boards/<key>.conf after the shared fragment, under either name."""
+    probe = "include({app})\ntinyml_secure_board_conf()\nmessage(\"${{EXTRA_CONF_FILE}}\")\n".format(app=APP_CMAKE)
+    tfm_fragments = {p.stem for p in (REPO / "zephyr" / "tfm" / "boards").glob("*.conf")}
+    assert tfm_fragments and tfm_fragments <= set(NS_TARGETS)
+    for key, target in NS_TARGETS.items():
+        for board in (key, target):
+            expected = [str(REPO / "zephyr" / "boards" / f"{key}.conf")]
+            if key in tfm_fragments:
+                expected.append(str(REPO / "zephyr" / "tfm" / "boards" / f"{key}.conf"))
+            assert _cmake_script(tmp_path, {"BOARD": board}, probe).split(";") == expected, board
+
+
 def test_a_fragment_given_to_the_build_comes_after_the_shared_one(tmp_path: Path) -> None:
     out = _cmake_script(tmp_path, {"BOARD": "mps2/an521/cpu0", "EXTRA_CONF_FILE": "/x/mine.conf"},
                         APP_PROBE.format(app=APP_CMAKE))
@@ -338,7 +452,8 @@ def test_the_shared_fragments() -> None:
     for key, text in fragments.items():
         settings = {line for line in text.splitlines() if line and not line.startswith("#")}
         icount = {"CONFIG_QEMU_ICOUNT=y", "CONFIG_QEMU_ICOUNT_SHIFT=6"}
-        expected = {"nucleo_f446re": set(), "mps3_an547": icount | {"CONFIG_FPU=y"}}.get(key, icount)
+        hardware = {"nucleo_f446re", "b_u585i_iot02a_ns", "lpcxpresso55s69_ns", "nrf5340dk_nrf5340_cpuapp_ns"}
+        expected = set() if key in hardware else {"mps3_an547": icount | {"CONFIG_FPU=y"}}.get(key, icount)
         assert settings == expected, key
 
 

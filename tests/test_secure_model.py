@@ -15,9 +15,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from conftest import TEST_BUILDS
 from zephyr_tinyml.cli import main
@@ -102,3 +105,52 @@ def test_secure_eval_streams_images_through_the_service(tfm_workspace, mnist_dir
     assert report["device_accuracy"] == report["tflm_accuracy"]
     assert windows_found(model_from_sources(MNIST_GENERATED / "model_data.cc"),
                          (build / "zephyr" / "zephyr.bin").read_bytes()) == 0
+
+
+def _image(folder: Path, name: str, payload: bytes) -> None:
+    """A small Cortex-M33 image ``name``.elf/.map/.bin in ``folder``, holding ``payload`` in flash."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "t.ld").write_text("MEMORY { FLASH (rx) : ORIGIN = 0x10000, LENGTH = 0x40000\n"
+                                 "         RAM (rwx) : ORIGIN = 0x20000000, LENGTH = 0x10000 }\n"
+                                 "SECTIONS { .text : { *(.text*) *(.rodata*) } > FLASH\n"
+                                 "           .bss : { *(.bss*) } > RAM }\n")
+    array = ",".join(str(b) for b in payload) or "0"
+    (folder / "t.c").write_text(f"const unsigned char payload[] = {{{array}}};\nchar scratch[256];\n"
+                                "int main(void) { return payload[0] + scratch[0]; }\n")
+    gcc = shutil.which("arm-none-eabi-gcc")
+    subprocess.run([gcc, "-mcpu=cortex-m33", "-mthumb", "-Os", "-nostdlib", "-e", "main", "-T", "t.ld",
+                    f"-Wl,-Map={name}.map", "-o", f"{name}.elf", "t.c"], cwd=folder, check=True)
+    subprocess.run([gcc.replace("gcc", "objcopy"), "-O", "binary", f"{name}.elf", f"{name}.bin"], cwd=folder,
+                   check=True)
+
+
+def test_the_secure_step_reports_each_image_against_its_budget(tmp_path: Path, monkeypatch, capsys) -> None:
+    """`tinyml build --secure` after the build (faked here): the images against their budgets, a breach
+    exits 1 naming the image, and a build without TF-M's BL2 (CONFIG_TFM_BL2=n) has no bootloader row."""
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi-gcc is not installed")
+    from zephyr_tinyml.commands import build as build_command
+    from zephyr_tinyml.model.spec import Budget
+
+    model = model_from_sources(MNIST_GENERATED / "model_data.cc")
+    build = tmp_path / "build"
+    _image(build / "tfm" / "bin", "tfm_s", model)
+    _image(build / "zephyr", "zephyr", b"test data, no model")
+    monkeypatch.setattr(build_command, "build_secure", lambda *args, **kwargs: build)
+    spec = load_spec(REPO / "models" / "mnist.yaml")
+    images = secure_images(build, MNIST_GENERATED)
+    assert images.bootloader is None and images.model_windows_in_non_secure == 0
+    assert images.secure.flash >= len(model) > images.non_secure.flash
+
+    def step(budget: Budget) -> tuple[int, str]:
+        budgeted = replace(spec, budgets={"lpcxpresso55s69_ns": budget})
+        status = build_command.secure_build_step(budgeted, MNIST_GENERATED, False, tmp_path, "lpcxpresso55s69/lpc55s69/cpu0/ns",
+                                                 build, False, Console(width=200))
+        return status, capsys.readouterr().out
+
+    roomy = Budget(4096, 4096, 65536, 4096)
+    status, out = step(roomy)
+    assert status == 0 and "over budget" not in out and "none (built without it)" in out
+    status, out = step(replace(roomy, secure_flash=len(model) - 1))
+    assert status == 1 and "over budget: the secure image's flash" in out
+    assert "budgets.lpcxpresso55s69/lpc55s69/cpu0/ns" in out     # found under the board's other name

@@ -175,3 +175,55 @@ def test_model_symbol_comes_from_the_generated_sources(tmp_path: Path) -> None:
     assert _symbol_key("g_mnist_model_data", "my_model") is None   # another model's array is not this one
     assert _symbol_key("g_mnist_model_data") == "model_data"       # no folder: TFLM's naming
     assert _symbol_key("_ZN6tinyml12kTestOutputsE") == "test_images"
+
+
+# TF-M's linker scripts, reduced: the STM32U5 BL2's FLASH_NOHDP (8 KB) is declared over the start of
+# FLASH_OTP, where .BL2_OTP goes; the secure image's entry veneers have a region of their own.
+TFM_LIKE_LD = """\
+MEMORY
+{
+  FLASH        (rx)  : ORIGIN = 0x0c014000, LENGTH = 0x00016000
+  FLASH_NOHDP  (rx)  : ORIGIN = 0x0c02a000, LENGTH = 0x00002000
+  FLASH_OTP    (r)   : ORIGIN = 0x0c02b000, LENGTH = 0x00001000
+  VENEERS      (rx)  : ORIGIN = 0x0c02c000, LENGTH = 0x00000380
+  RAM          (rwx) : ORIGIN = 0x30030000, LENGTH = 0x0000fc00
+}
+SECTIONS
+{
+  .text : { *(.text*) } > FLASH
+  .nohdp : { *(.nohdp*) } > FLASH_NOHDP
+  .otp : { *(.otp*) } > FLASH_OTP
+  .gnu.sgstubs : { *(.sgstubs*) } > VENEERS
+  .data : { *(.data*) } > RAM AT > FLASH
+  .bss : { *(.bss*) } > RAM
+}
+"""
+TFM_LIKE_C = """\
+__attribute__((section(".nohdp"))) const char nohdp[0x30e] = {1};
+__attribute__((section(".otp"))) const char otp[0x2f4] = {1};
+__attribute__((section(".sgstubs"))) const char stubs[0x40] = {1};
+char data[0x20] = {1};
+char bss[0x100];
+int main(void) { return data[0] + bss[0]; }
+"""
+
+
+def test_overlapping_regions_and_tfm_veneers(tmp_path: Path) -> None:
+    """A section counts in the innermost region it lies in, once; the regions' sizes count overlaps once;
+    TF-M's VENEERS region is flash (the secure image's non-secure-callable entry points)."""
+    gcc = shutil.which("arm-none-eabi-gcc")
+    if gcc is None:
+        pytest.skip("arm-none-eabi-gcc is not installed")
+    (tmp_path / "t.ld").write_text(TFM_LIKE_LD)
+    (tmp_path / "t.c").write_text(TFM_LIKE_C)
+    elf = tmp_path / "t.elf"
+    subprocess.run([gcc, "-mcpu=cortex-m33", "-mthumb", "-Os", "-nostdlib", "-nostartfiles", "-e", "main",
+                    "-T", "t.ld", "-Wl,-Map=t.map", "-o", str(elf), "t.c"], cwd=tmp_path, check=True)
+    report = region_report(elf)
+    used = {r.name: r.used for r in report.regions}
+    assert used["FLASH_NOHDP"] == 0x30e and used["FLASH_OTP"] == 0x2f4 and used["VENEERS"] == 0x40
+    assert used["RAM"] == 0x120
+    assert report.flash == sum(used[n] for n in ("FLASH", "FLASH_NOHDP", "FLASH_OTP", "VENEERS"))
+    assert used["FLASH"] >= 0x20                              # the code and .data's initial values
+    assert report.flash_size == 0x16000 + 0x2000 + 0x380      # FLASH_OTP lies inside FLASH_NOHDP
+    assert report.ram_size == 0xfc00

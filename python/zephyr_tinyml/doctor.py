@@ -30,7 +30,9 @@ NEEDS = {
     "run": ("host", "firmware", "qemu"),
 }
 APT = "sudo apt-get install"
-MODULES = ("tflite-micro", "cmsis", "cmsis-nn", "hal_stm32", "hal_nordic")  # the last two: nucleo_f446re, qemu_cortex_m0
+# hal_stm32: nucleo_f446re, b_u585i_iot02a_ns; hal_nordic: qemu_cortex_m0, nrf5340dk_nrf5340_cpuapp_ns;
+# hal_nxp: lpcxpresso55s69_ns.
+MODULES = ("tflite-micro", "cmsis", "cmsis-nn", "hal_stm32", "hal_nordic", "hal_nxp")
 # The optional extras: (extra, what the report calls it, who needs it).
 EXTRAS = (("torch", "PyTorch extra (.pt2, .onnx models)", "only .pt2 and .onnx models need it"),
           ("tfm", "TF-M extra (secure models)", "only secure models, built with TF-M, need it"))
@@ -172,7 +174,7 @@ def zephyr_checks(start: Path | None = None) -> tuple[list[Check], ZephyrEnv | N
     for name in MODULES + TFM_MODULES:
         # A module.yml without ``name:`` is named after its folder: west's hal_stm32 lives in hal/stm32.
         aliases = {"cmsis": ("cmsis", "cmsis_6"), "hal_stm32": ("hal_stm32", "stm32"),
-                   "hal_nordic": ("hal_nordic", "nordic")}.get(name, (name,))
+                   "hal_nordic": ("hal_nordic", "nordic"), "hal_nxp": ("hal_nxp", "nxp")}.get(name, (name,))
         path = next((found[a] for a in aliases if a in found), None)
         required = name in ("tflite-micro", "cmsis")
         checks.append(Check("firmware", f"module {name}", path is not None, str(path) if path else "not found",

@@ -40,3 +40,16 @@ if(_tinyml_board_key AND EXISTS ${_tinyml_module_dir}/zephyr/boards/${_tinyml_bo
   list(PREPEND EXTRA_CONF_FILE ${TINYML_BOARD_CONF})
   list(REMOVE_DUPLICATES EXTRA_CONF_FILE)
 endif()
+
+# A secure app (the model in the zephyr-tinyml TF-M partition: samples/secure_model,
+# samples/mnist_eval with -DTINYML_SECURE=ON) calls tinyml_secure_board_conf() before
+# find_package(Zephyr): it appends zephyr/tfm/boards/<key>.conf, the TF-M settings a board
+# needs for the partition to fit beside TF-M (lpcxpresso55s69_ns: TF-M's 160 KB secure slot
+# holds the partition only without TF-M's Crypto and Protected Storage services), after the
+# app's own fragments; a -DEXTRA_CONF_FILE given to the build still comes last.
+macro(tinyml_secure_board_conf)
+  if(_tinyml_board_key AND EXISTS ${_tinyml_module_dir}/zephyr/tfm/boards/${_tinyml_board_key}.conf)
+    list(APPEND EXTRA_CONF_FILE ${_tinyml_module_dir}/zephyr/tfm/boards/${_tinyml_board_key}.conf)
+    list(REMOVE_DUPLICATES EXTRA_CONF_FILE)
+  endif()
+endmacro()

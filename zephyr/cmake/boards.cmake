@@ -31,7 +31,10 @@ set(_tinyml_board_key_nucleo_f446re_stm32f446xx nucleo_f446re)
 set(_tinyml_board_key_mps2_an521_cpu0 mps2_an521)
 set(_tinyml_board_key_mps2_an521_cpu0_ns mps2_an521_ns)
 set(_tinyml_board_key_mps3_corstone300_an547 mps3_an547)
-# mps3/an547 (Zephyr 3.7 to 3.99) normalizes to mps3_an547 itself.
+set(_tinyml_board_key_b_u585i_iot02a_stm32u585xx_ns b_u585i_iot02a_ns)
+set(_tinyml_board_key_lpcxpresso55s69_lpc55s69_cpu0_ns lpcxpresso55s69_ns)
+# mps3/an547 (Zephyr 3.7 to 3.99) normalizes to mps3_an547 itself, and
+# nrf5340dk/nrf5340/cpuapp/ns to nrf5340dk_nrf5340_cpuapp_ns.
 
 function(tinyml_board_target out)
   if(DEFINED NORMALIZED_BOARD_TARGET)

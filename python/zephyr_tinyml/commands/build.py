@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import FirmwareError, TinymlError
-from ..firmware.boards import canonical, for_board
+from ..firmware.boards import canonical, for_board, is_non_secure
 from ..firmware.build import KERNEL_CHOICES, FirmwareOptions, build_step
 from ..firmware.secure import WINDOW, build_secure, run_secure, secure_images
 from ..layout import DEFAULT_BOARD, work_dir
@@ -114,6 +114,9 @@ def secure_build_step(spec: Spec, generated: Path, changed: bool, work: Path, bo
                               ("secure", "TF-M secure image (model, TFLM, kernels, arena)", images.secure),
                               ("non-secure", "non-secure Zephyr app", images.non_secure)):
         flash_limit, ram_limit = limits[key]
+        if report is None:
+            table.add_row(f"{name}: none (built without it)", "-", "-", "-", "-", "-", "-")
+            continue
         table.add_row(name, f"{report.flash:,}", f"{report.flash_size:,}", f"{flash_limit:,}" if flash_limit else "-",
                       f"{report.ram:,}", f"{report.ram_size:,}", f"{ram_limit:,}" if ram_limit else "-")
         for region, used, limit in (("flash", report.flash, flash_limit), ("RAM", report.ram, ram_limit)):
@@ -182,7 +185,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.no_firmware:
         return 0
     # --secure, or the spec's codegen.secure on a TF-M board target (elsewhere the spec key does not apply).
-    if args.secure or (result.spec.codegen.secure and canonical(args.board).endswith("_ns")):
+    if args.secure or (result.spec.codegen.secure and is_non_secure(args.board)):
         return secure_build_step(result.spec, result.generated.folder, bool(result.generated.changed),
                                  result.work_dir, args.board, Path(args.build_dir) if args.build_dir else None,
                                  args.run, console)

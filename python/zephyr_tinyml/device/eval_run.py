@@ -176,7 +176,8 @@ def _open_link(options: EvalOptions, spec: Spec, work: Path, console: Any) -> An
             # Configured again only when the folder's cached choice is not this run's.
             secure = "ON" if options.secure else "OFF"
             args = () if (cached(build_dir, "TINYML_SECURE") or "OFF") == secure else (f"-DTINYML_SECURE={secure}",)
-            build_app(EVAL_APP, options.board, build_dir, generated, zephyr=zephyr, extra_cmake_args=args)
+            build_app(EVAL_APP, options.board, build_dir, generated, zephyr=zephyr, extra_cmake_args=args,
+                      arena_in_image=not options.secure)
     if not is_qemu_build(build_dir):
         raise TinymlError(f"{options.board} is a real board: flash it (west flash -d {build_dir}) and run again "
                           f"with --port (e.g. --port /dev/ttyACM0)")

@@ -80,6 +80,12 @@ BOARDS: dict[str, Board] = {b.key: b for b in (
     # Its non-secure target beside TF-M (secure models: samples/secure_model).
     Board("mps2_an521_ns", (((3, 7, 0), "mps2/an521/cpu0/ns"),)),
     Board("mps3_an547", (((3, 7, 0), "mps3/an547"), ((4, 0, 0), "mps3/corstone300/an547"))),
+    # Hardware beside TF-M (secure models, `tinyml build --secure`; QEMU runs none of them). Their
+    # targets from Zephyr 3.7's board.yml (board, SoC, CPU cluster of the ns variant) and the
+    # <board>_<soc>[_<cluster>]_ns.yaml identifiers (tests/test_boards.py names the files).
+    Board("b_u585i_iot02a_ns", (((3, 7, 0), "b_u585i_iot02a/stm32u585xx/ns"),)),
+    Board("lpcxpresso55s69_ns", (((3, 7, 0), "lpcxpresso55s69/lpc55s69/cpu0/ns"),)),
+    Board("nrf5340dk_nrf5340_cpuapp_ns", (((3, 7, 0), "nrf5340dk/nrf5340/cpuapp/ns"),)),
 )}
 
 _BY_ALIAS: dict[str, str] = {alias: board.key for board in BOARDS.values() for alias in board.aliases}
@@ -102,6 +108,12 @@ def canonical(board: str) -> str:
     """
     name = strip_revision(board)
     return _BY_ALIAS.get(name, name)
+
+
+def is_non_secure(board: str) -> bool:
+    """Whether ``board`` names a non-secure target (one built beside TF-M): ``mps2_an521_ns``,
+    ``mps2/an521/cpu0/ns``, ``nrf5340dk_nrf5340_cpuapp_ns``, and boards we do not know alike."""
+    return normalize(canonical(board)).endswith("_ns")
 
 
 def same_board(a: str, b: str) -> bool:

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..errors import FirmwareError
 from ..layout import SECURE_APP
 from ..model.sources import generated_model
-from .boards import canonical
+from .boards import is_non_secure
 from .build import build_app, parse_summary, require_zephyr
 from .qemu import run_until_end
 from .size import SizeReport, region_report
@@ -38,7 +38,7 @@ WINDOW = 64
 class SecureImages:
     """The three images of a secure build, each measured against its own regions (its map file)."""
 
-    bootloader: SizeReport
+    bootloader: SizeReport | None   # TF-M's BL2 (MCUboot); None in a build without it (CONFIG_TFM_BL2=n)
     secure: SizeReport      # TF-M with the partition: the model's share is in its split
     non_secure: SizeReport
     model_windows_in_non_secure: int
@@ -60,7 +60,7 @@ def windows_found(model: bytes, image: bytes, size: int = WINDOW) -> int:
 
 def require_tfm(board: str) -> None:
     """A FirmwareError naming what is missing when this workspace cannot build ``board`` with TF-M."""
-    if not canonical(board).endswith("_ns"):
+    if not is_non_secure(board):
         raise FirmwareError(f"--secure needs a non-secure board target built with TF-M, such as mps2_an521_ns "
                             f"(mps2/an521/cpu0/ns on Zephyr 3.7+), not {board}")
     zephyr = require_zephyr()
@@ -73,7 +73,9 @@ def require_tfm(board: str) -> None:
 def build_secure(board: str, build_dir: Path, generated: Path, pristine: bool = False) -> Path:
     """Build samples/secure_model for ``board`` around ``generated``; returns the build folder."""
     require_tfm(board)
-    build_app(SECURE_APP, board, build_dir, generated, pristine=pristine)
+    # The arena is TF-M's (the secure partition's), not the non-secure image's: no check of it
+    # against the zephyr,sram of the non-secure target.
+    build_app(SECURE_APP, board, build_dir, generated, pristine=pristine, arena_in_image=False)
     return build_dir
 
 
@@ -94,7 +96,8 @@ def secure_images(build_dir: Path, generated: Path) -> SecureImages:
     if windows:
         raise FirmwareError(f"the non-secure image {paths['non-secure']} holds {windows} {WINDOW}-byte windows of "
                             "the model: it must hold none")
-    return SecureImages(bootloader=region_report(build_dir / "tfm" / "bin" / "bl2.elf"),
+    bl2 = build_dir / "tfm" / "bin" / "bl2.elf"
+    return SecureImages(bootloader=region_report(bl2) if bl2.is_file() else None,
                         secure=region_report(build_dir / "tfm" / "bin" / "tfm_s.elf", model_dir=generated),
                         non_secure=region_report(build_dir / "zephyr" / "zephyr.elf"),
                         model_windows_in_non_secure=windows)

@@ -141,13 +141,13 @@ def region_report(elf: Path, map_file: Path | None = None, model_dir: Path | Non
                 continue
             vma, size = section["sh_addr"], section["sh_size"]
             lma = _load_address(section, segments)
-            ram_region = next((r for r in ram_regions if r.contains(vma)), None)
+            ram_region = _containing(ram_regions, vma)
             flash_region = None
             # Stored in flash: a section with contents whose load address is there, unless it is loaded
             # where it runs in RAM (LMA = VMA: a board without XIP, e.g. qemu_cortex_a9, whose whole
             # image is loaded into RAM; its linker script's FLASH region may still span that address).
             if section["sh_type"] != "SHT_NOBITS" and not (ram_region is not None and lma == vma):
-                flash_region = next((r for r in flash_regions if r.contains(lma)), None)
+                flash_region = _containing(flash_regions, lma)
             placement[section.name] = (flash_region is not None, ram_region is not None)
             if ram_region is not None:
                 ends[ram_region.name] = max(ends[ram_region.name], vma + size)
@@ -168,8 +168,7 @@ def region_report(elf: Path, map_file: Path | None = None, model_dir: Path | Non
 
     shares = split_by_component(map_text, placement, flash, ram, _ObjectIndex(map_file.parent.parent))
     return SizeReport(elf=str(elf), flash=flash, ram=ram,
-                      flash_size=sum(r.length for r in flash_regions),
-                      ram_size=sum(r.length for r in ram_regions),
+                      flash_size=_span(flash_regions), ram_size=_span(ram_regions),
                       regions=regions, shares=shares, symbols=symbols)
 
 
@@ -331,8 +330,32 @@ def _load_address(section: Any, segments: list[Any]) -> int:
     return vma
 
 
+def _containing(regions: Iterable[Region], address: int) -> Region | None:
+    """The region ``address`` lies in; where regions overlap, the one starting last (the inner one).
+
+    A linker script may declare a region over the start of the next: TF-M's STM32U5 BL2 has
+    FLASH_NOHDP at 0x0c02a000 (8 KB) and FLASH_OTP at 0x0c02b000, where its .BL2_OTP section goes.
+    """
+    inside = [r for r in regions if r.contains(address)]
+    return max(inside, key=lambda r: r.origin) if inside else None
+
+
+def _span(regions: Iterable[Region]) -> int:
+    """Bytes the regions cover together, overlaps counted once."""
+    total, end = 0, None
+    for region in sorted(regions, key=lambda r: r.origin):
+        start, stop = region.origin, region.origin + region.length
+        if end is not None and start < end:
+            start = end
+        if stop > start:
+            total += stop - start
+            end = stop
+    return total
+
+
 def _is_flash(name: str) -> bool:
-    return name.upper() in ("FLASH", "ROM") or name.upper().startswith("FLASH")
+    # VENEERS: TF-M's secure image's non-secure-callable entry points, in secure flash.
+    return name.upper() in ("FLASH", "ROM", "VENEERS") or name.upper().startswith("FLASH")
 
 
 def _is_ram(name: str) -> bool:
