@@ -231,9 +231,9 @@ def test_two_input_model_is_refused(tmp_path: Path):
 
 
 def test_unknown_format_and_names(tmp_path: Path):
-    (tmp_path / "model.onnx").write_bytes(b"onnx")
-    with pytest.raises(ModelError, match="unknown model format '.onnx'"):
-        spec_for_model_file(tmp_path / "model.onnx")
+    (tmp_path / "model.mlmodel").write_bytes(b"coreml")
+    with pytest.raises(ModelError, match="unknown model format '.mlmodel'"):
+        spec_for_model_file(tmp_path / "model.mlmodel")
     (tmp_path / "folder").mkdir()
     with pytest.raises(ModelError, match="without saved_model.pb"):
         spec_for_model_file(tmp_path / "folder")
