@@ -7,9 +7,11 @@ metadata reader (:mod:`tflite_metadata`) for labels.  A file that is not a TFLit
 from __future__ import annotations
 
 import functools
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import ModelError
 from ..fileio import captured_fd
@@ -78,17 +80,12 @@ def litert_readable(tflite: bytes) -> bytes:
 
     if len(tflite) < 8 or tflite[4:8] != b"TFL3":
         return tflite
-    root = schema.Model.GetRootAs(tflite, 0)
-    stale = []
-    for g in range(root.SubgraphsLength()):
-        graph = root.Subgraphs(g)
-        for t in range(graph.TensorsLength()):
-            tensor = graph.Tensors(t)
-            q = tensor.Quantization()
-            if q is None or q.QuantizedDimension() < max(tensor.ShapeLength(), 1):
-                continue
-            if q.ScaleLength() == 1 or (tensor.ShapeLength() == 1 and q.ScaleLength() == tensor.Shape(0)):
-                stale.append((g, t))
+    try:
+        stale = _stale_quantized_dimensions(schema.Model.GetRootAs(tflite, 0))
+    except (struct.error, IndexError, ValueError):
+        # A damaged flatbuffer: left as it is, so that LiteRT's interpreter (which validates the
+        # whole file) refuses it with its own message, which inspect_model passes on.
+        return tflite
     if not stale:
         return tflite
     import flatbuffers
@@ -99,6 +96,21 @@ def litert_readable(tflite: bytes) -> bytes:
     builder = flatbuffers.Builder(len(tflite) + 1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def _stale_quantized_dimensions(root: Any) -> list[tuple[int, int]]:
+    """(subgraph, tensor) of the tensors litert_readable() mends."""
+    stale = []
+    for g in range(root.SubgraphsLength()):
+        graph = root.Subgraphs(g)
+        for t in range(graph.TensorsLength()):
+            tensor = graph.Tensors(t)
+            q = tensor.Quantization()
+            if q is None or q.QuantizedDimension() < max(tensor.ShapeLength(), 1):
+                continue
+            if q.ScaleLength() == 1 or (tensor.ShapeLength() == 1 and q.ScaleLength() == tensor.Shape(0)):
+                stale.append((g, t))
+    return stale
 
 
 def read_labels(tflite: bytes) -> tuple[str, ...]:
