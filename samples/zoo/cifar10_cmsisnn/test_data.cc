@@ -273,7 +273,7 @@ const uint8_t kTestPacked[] = {
 
 const uint32_t kTestPackedStart[kNumTests + 1] = {0, 3103, 6211};
 
-const int8_t kTestOutputs[kNumTests][kOutputSize] = {
+const OutputType kTestOutputs[kNumTests][kOutputSize] = {
     {  // test 0: label 0 (airplane)
         85, -26, 46, 62, 40, -4, 41, 8, 10, 64,
     },

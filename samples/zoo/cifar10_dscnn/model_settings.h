@@ -17,10 +17,12 @@ namespace tinyml {
 constexpr char kModelName[] = "cifar10_dscnn";
 constexpr size_t kModelDataSize = 84434;
 
-// Input: int8, real = (q - kInputZeroPoint) * kInputScale
+// Input: int8, real = (q - kInputZeroPoint) * kInputScale; kInputSize elements of InputType
+using InputType = int8_t;
 constexpr int kInputDims = 4;
 constexpr int kInputShape[kInputDims] = {1, 32, 32, 3};
 constexpr int kInputSize = 3072;
+constexpr size_t kInputBytes = kInputSize * sizeof(InputType);
 constexpr float kInputScale = 0.003921568859368563f;
 constexpr int32_t kInputZeroPoint = -128;
 
@@ -63,9 +65,11 @@ inline void QuantizeImage(const uint8_t* pixels, int8_t* input, size_t count = k
 
 // Output: int8, real = (q - kOutputZeroPoint) * kOutputScale; the last dimension's entries are
 // kCategoryLabels (class scores for a classifier).
+using OutputType = int8_t;
 constexpr int kOutputDims = 2;
 constexpr int kOutputShape[kOutputDims] = {1, 10};
 constexpr int kOutputSize = 10;
+constexpr size_t kOutputBytes = kOutputSize * sizeof(OutputType);
 constexpr int kNumClasses = 10;
 constexpr float kOutputScale = 0.15737254917621613f;
 constexpr int32_t kOutputZeroPoint = -10;

@@ -404,7 +404,7 @@ const uint8_t kTestPacked[] = {
 
 const uint32_t kTestPackedStart[kNumTests + 1] = {0, 3103, 6211, 9324};
 
-const int8_t kTestOutputs[kNumTests][kOutputSize] = {
+const OutputType kTestOutputs[kNumTests][kOutputSize] = {
     {  // test 0: label 0 (airplane)
         63, -40, -29, 1, -23, -17, 7, -36, -34, -42,
     },

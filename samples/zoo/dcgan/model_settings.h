@@ -17,10 +17,12 @@ namespace tinyml {
 constexpr char kModelName[] = "dcgan";
 constexpr size_t kModelDataSize = 64680;
 
-// Input: int8, real = (q - kInputZeroPoint) * kInputScale
+// Input: int8, real = (q - kInputZeroPoint) * kInputScale; kInputSize elements of InputType
+using InputType = int8_t;
 constexpr int kInputDims = 2;
 constexpr int kInputShape[kInputDims] = {1, 32};
 constexpr int kInputSize = 32;
+constexpr size_t kInputBytes = kInputSize * sizeof(InputType);
 constexpr float kInputScale = 0.030014513060450554f;
 constexpr int32_t kInputZeroPoint = 2;
 
@@ -28,9 +30,11 @@ constexpr int32_t kInputZeroPoint = 2;
 
 // Output: int8, real = (q - kOutputZeroPoint) * kOutputScale; the last dimension's entries are
 // kCategoryLabels (class scores for a classifier).
+using OutputType = int8_t;
 constexpr int kOutputDims = 4;
 constexpr int kOutputShape[kOutputDims] = {1, 28, 28, 1};
 constexpr int kOutputSize = 784;
+constexpr size_t kOutputBytes = kOutputSize * sizeof(OutputType);
 constexpr int kNumClasses = 1;
 constexpr float kOutputScale = 0.0078125f;
 constexpr int32_t kOutputZeroPoint = 0;

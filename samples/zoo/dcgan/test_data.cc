@@ -41,7 +41,7 @@ const uint8_t kTestPacked[] = {
 
 const uint32_t kTestPackedStart[kNumTests + 1] = {0, 33, 68, 101, 134, 167, 200, 233, 266, 299, 332};
 
-const int8_t kTestOutputs[kNumTests][kOutputSize] = {
+const OutputType kTestOutputs[kNumTests][kOutputSize] = {
     {  // test 0
         -128, -128, -128, -128, -128, -128, -128, -128, -128, -128, -128, -128, -128, -128, -128, -128,
         -128, -128, -128, -128, -128, -128, -128, -128, -128, -128, -128, -128, -128, -128, -128, -128,

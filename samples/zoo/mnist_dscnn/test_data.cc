@@ -120,7 +120,7 @@ const uint8_t kTestPacked[] = {
 
 const uint32_t kTestPackedStart[kNumTests + 1] = {0, 280, 406, 636, 919, 1139, 1353, 1639, 1818, 2074, 2281};
 
-const int8_t kTestOutputs[kNumTests][kOutputSize] = {
+const OutputType kTestOutputs[kNumTests][kOutputSize] = {
     {  // test 0: label 0 (0)
         69, -71, -15, -30, -25, 1, 27, -45, 8, -2,
     },

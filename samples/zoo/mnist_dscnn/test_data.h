@@ -24,7 +24,7 @@ extern const uint8_t kTestPacked[];
 extern const uint32_t kTestPackedStart[kNumTests + 1];
 
 // Host TFLM's int8 output for each input: the device must give exactly these bytes.
-extern const int8_t kTestOutputs[kNumTests][kOutputSize];
+extern const OutputType kTestOutputs[kNumTests][kOutputSize];
 
 // The true class of each input (host TFLM classifies every one correctly).
 extern const uint8_t kTestLabels[kNumTests];
