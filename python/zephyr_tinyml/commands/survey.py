@@ -20,7 +20,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
                     "and fits on, and the self test in QEMU. A refused model does not stop the others: its row "
                     "quotes the refusal. Exit status 1 when any model failed on the device (a refusal is not a "
                     "failure: it names what the runtime does not do).")
-    p.add_argument("models", nargs="+", type=Path, help="model files (.tflite, .keras, .h5, .pt2) or folders of them")
+    p.add_argument("models", nargs="+", type=Path, help="model files (.tflite, .keras, .h5, .pt2, .onnx) or folders of them")
     p.add_argument("--board", "-b", action="append", dest="boards",
                    help=f"QEMU board to run on; give several to fall back when a model does not fit the first "
                         f"(default: {DEFAULT_BOARD})")
