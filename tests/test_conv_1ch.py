@@ -39,7 +39,17 @@ class Conv(ctypes.Structure):
         "batches", "input_h", "input_w", "filter_h", "filter_w", "out_ch", "output_h", "output_w",
         "stride_h", "stride_w", "pad_h", "pad_w", "input_offset", "output_offset", "act_min", "act_max")] + [
         ("weights", ctypes.c_void_p), ("bias", ctypes.POINTER(ctypes.c_int32)),
-        ("multiplier", ctypes.POINTER(ctypes.c_int32)), ("shift", ctypes.POINTER(ctypes.c_int32))]
+        ("multiplier", ctypes.POINTER(ctypes.c_int32)), ("shift", ctypes.POINTER(ctypes.c_int32)),
+        ("row", ctypes.c_void_p)]
+
+
+def _rows(kernel: ctypes.CDLL, filter_w: int, stride_w: int) -> dict[str, int]:
+    """The copies of the inner loop that take a shape (tinyml_conv_1ch_row_takes()): the one for any
+    shape, and the one unrolled for its width at stride 1 where there is one; by name, as addresses."""
+    rows = {"any": ctypes.cast(kernel.tinyml_conv_1ch_row_any, ctypes.c_void_p).value}
+    if stride_w == 1 and filter_w in (3, 5):
+        rows[str(filter_w)] = ctypes.cast(getattr(kernel, f"tinyml_conv_1ch_row_{filter_w}"), ctypes.c_void_p).value
+    return rows
 
 
 # TINYML_CONV_1CH_VARIANT's values (zephyr/include/tinyml/conv_1ch.h)
@@ -107,8 +117,10 @@ def _padding(size: int, filter_size: int, stride: int, out: int) -> int:
     return max((out - 1) * stride + filter_size - size, 0) // 2
 
 
-def _run_kernel(kernel: ctypes.CDLL, tflite: bytes, image: np.ndarray, strides: tuple[int, int]) -> np.ndarray:
-    """The C kernel on one int8 input, with the model's weights and TFLM's quantization parameters."""
+def _run_kernel(kernel: ctypes.CDLL, tflite: bytes, image: np.ndarray, strides: tuple[int, int],
+                row: int) -> np.ndarray:
+    """The C kernel on one int8 input, with the model's weights and TFLM's quantization parameters,
+    through the copy of its inner loop at address `row`."""
     interpreter = tf_lite_interpreter(tflite)
     interpreter.allocate_tensors()
     op = interpreter._get_ops_details()[0]
@@ -139,6 +151,7 @@ def _run_kernel(kernel: ctypes.CDLL, tflite: bytes, image: np.ndarray, strides: 
     conv.bias = bias.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)) if bias is not None else None
     conv.multiplier = multiplier.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
     conv.shift = shift.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+    conv.row = row
     scratch = np.zeros(kh * (ow * strides[1] + kw + 2), np.int32)  # the larger of the variants' sizes
     result = np.zeros((oh, ow, oc), np.int8)
     kernel.tinyml_conv_1ch_s8(ctypes.byref(conv), np.ascontiguousarray(image).ctypes.data_as(ctypes.c_void_p),
@@ -175,16 +188,18 @@ SHAPES = [
 def test_outputs_equal_host_tflm(kernel, shape):
     height, width, filters, size, strides, padding, activation, use_bias = shape
     tflite = _model(height, width, filters, size, strides, padding, activation, use_bias, seed=height * width)
-    assert inspect_model(tflite).one_channel_convs == 1
+    assert len(inspect_model(tflite).one_channel_convs) == 1
     rng = np.random.default_rng(filters)
     images = rng.integers(-128, 128, (6, height, width, 1), dtype=np.int8)
     images[0] = -128          # the input's extremes: (input + offset) at either end of its range
     images[1] = 127
     tflm = run_tflm(tflite, images)
-    for image, expected in zip(images, tflm):
-        got = _run_kernel(kernel, tflite, image[:, :, 0], strides)
-        assert np.array_equal(got, np.asarray(expected).reshape(got.shape)), (
-            f"{int(np.sum(got != np.asarray(expected).reshape(got.shape)))} output bytes differ from TFLM's")
+    for name, row in _rows(kernel, size[1], strides[1]).items():
+        for image, expected in zip(images, tflm):
+            got = _run_kernel(kernel, tflite, image[:, :, 0], strides, row)
+            assert np.array_equal(got, np.asarray(expected).reshape(got.shape)), (
+                f"row function {name}: {int(np.sum(got != np.asarray(expected).reshape(got.shape)))} output "
+                "bytes differ from TFLM's")
 
 
 def _tflm_requantize(acc: int, multiplier: int, shift: int) -> int:
@@ -229,6 +244,7 @@ def test_requantization_at_the_extremes(kernel):
             conv.bias = bias.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
             conv.multiplier = mult.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
             conv.shift = shifts.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+            conv.row = _rows(kernel, 1, 1)["any"]
             out = np.zeros((len(inputs), 4), np.int8)
             scratch = np.zeros(4 * len(inputs) + 8, np.int32)
             kernel.tinyml_conv_1ch_s8(ctypes.byref(conv), inputs.ctypes.data_as(ctypes.c_void_p),
@@ -243,10 +259,10 @@ def test_the_generated_resolver_registers_it_only_for_such_a_layer():
     the device picks it per node); a model without one (TFLM's micro_speech example, whose first
     layer is a DEPTHWISE_CONV_2D) keeps CMSIS-NN's registration."""
     mnist = REPO / "samples" / "mnist" / "generated"
-    assert inspect_model(generated_model(mnist)).one_channel_convs == 1
+    assert inspect_model(generated_model(mnist)).one_channel_convs == (5,)
     resolver = (mnist / "op_resolver.h").read_text()
-    assert "resolver.AddConv2D(tinyml::Register_CONV_2D_INT8_ONE_CHANNEL())" in resolver
+    assert "resolver.AddConv2D(tinyml::Register_CONV_2D_INT8_ONE_CHANNEL<5>())" in resolver
     assert '#include "tinyml/conv_op.h"' in resolver
     speech = REPO.parent / "shared" / "foreign-models" / "micro_speech.tflite"
     if speech.exists():
-        assert inspect_model(speech.read_bytes()).one_channel_convs == 0
+        assert inspect_model(speech.read_bytes()).one_channel_convs == ()

@@ -352,14 +352,16 @@ constexpr const char* const kCategoryLabels[kNumClasses] = {{
 def _resolver_h(stamp: str, info: ModelInfo) -> str:
     ops = info.unique_ops
 
-    one_channel = "CONV_2D" in info.int8_ops and info.one_channel_convs > 0
+    one_channel = "CONV_2D" in info.int8_ops and len(info.one_channel_convs) > 0
+    # The kernel widths (0: another stride) name the copies of its inner loop the image links.
+    widths = ", ".join(str(w) for w in sorted(set(info.one_channel_convs)))
 
     def add(op: str) -> str:
         registration = f"tflite::Register_{op}_INT8()" if op in INT8_REGISTRATIONS and op in info.int8_ops else ""
         note = f"{op}, int8 only" if registration else op
         if op == "CONV_2D" and one_channel:
-            registration = "tinyml::Register_CONV_2D_INT8_ONE_CHANNEL()"
-            note = (f"CONV_2D, int8 only; {info.one_channel_convs} over one input channel: zephyr-tinyml's "
+            registration = f"tinyml::Register_CONV_2D_INT8_ONE_CHANNEL<{widths}>()"
+            note = (f"CONV_2D, int8 only; {len(info.one_channel_convs)} over one input channel: zephyr-tinyml's "
                     "kernel with CMSIS-NN (tinyml/conv_op.h)")
         return f"  TF_LITE_ENSURE_STATUS(resolver.Add{resolver_method(op)}({registration}));  // {note}"
 

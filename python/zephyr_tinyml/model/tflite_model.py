@@ -41,7 +41,8 @@ class ModelInfo:
     outputs: int = 1
     dynamic: str = ""             # tensors with an unknown non-batch dimension, e.g. "input [1, -1, 40]"
     int8_ops: tuple[str, ...] = ()  # ops whose every instance reads and writes int8 only (see int8_only_ops)
-    one_channel_convs: int = 0      # int8 CONV_2D ops over one input channel (see one_channel_convs)
+    # int8 CONV_2D ops over one input channel: each one's kernel width at stride 1, else 0 (see one_channel_convs)
+    one_channel_convs: tuple[int, ...] = ()
 
     @property
     def unique_ops(self) -> tuple[str, ...]:
@@ -182,18 +183,20 @@ def int8_only_ops(tflite: bytes) -> tuple[str, ...]:
     return tuple(sorted(name for name, ok in verdict.items() if ok and name))
 
 
-def one_channel_convs(tflite: bytes) -> int:
-    """How many CONV_2D ops read one int8 input channel with int8 weights and dilation 1.
+def one_channel_convs(tflite: bytes) -> tuple[int, ...]:
+    """The CONV_2D ops that read one int8 input channel with int8 weights and dilation 1, in model
+    order: each one's kernel width where its horizontal stride is 1, else 0.
 
     Why: with CMSIS-NN kernels the generated op resolver then registers zephyr-tinyml's CONV_2D
     (``tinyml/conv_op.h``), which runs those convolutions without CMSIS-NN's per-tap im2col copies
     and hands every other one to CMSIS-NN. The device decides per node again from the same facts;
-    this count only decides whether the registration is worth linking.
+    this list decides whether the registration is worth linking, and which copies of the kernel's
+    inner loop (unrolled for a width at stride 1, or the one for any shape) the image links.
     """
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf(tflite, 0)
-    count = 0
+    widths: list[int] = []
     for subgraph in model.subgraphs or []:
         tensors = subgraph.tensors or []
         for op in subgraph.operators or []:
@@ -209,8 +212,10 @@ def one_channel_convs(tflite: bytes) -> int:
             dilation = (getattr(options, "dilationHFactor", 1) or 1, getattr(options, "dilationWFactor", 1) or 1)
             if (shape and shape[-1] == 1 and data.type == schema.TensorType.INT8
                     and weights.type == schema.TensorType.INT8 and dilation == (1, 1)):
-                count += 1
-    return count
+                filter_shape = list(weights.shape if weights.shape is not None else [])
+                stride_w = getattr(options, "strideW", 1) or 1
+                widths.append(int(filter_shape[2]) if stride_w == 1 and len(filter_shape) == 4 else 0)
+    return tuple(widths)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ constexpr int kNumOps = 5;
 using OpResolver = tflite::MicroMutableOpResolver<kNumOps>;
 
 inline TfLiteStatus RegisterOps(OpResolver& resolver) {
-  TF_LITE_ENSURE_STATUS(resolver.AddConv2D(tinyml::Register_CONV_2D_INT8_ONE_CHANNEL()));  // CONV_2D, int8 only; 1 over one input channel: zephyr-tinyml's kernel with CMSIS-NN (tinyml/conv_op.h)
+  TF_LITE_ENSURE_STATUS(resolver.AddConv2D(tinyml::Register_CONV_2D_INT8_ONE_CHANNEL<3>()));  // CONV_2D, int8 only; 1 over one input channel: zephyr-tinyml's kernel with CMSIS-NN (tinyml/conv_op.h)
   TF_LITE_ENSURE_STATUS(resolver.AddDepthwiseConv2D(tflite::Register_DEPTHWISE_CONV_2D_INT8()));  // DEPTHWISE_CONV_2D, int8 only
   TF_LITE_ENSURE_STATUS(resolver.AddFullyConnected(tflite::Register_FULLY_CONNECTED_INT8()));  // FULLY_CONNECTED, int8 only
   TF_LITE_ENSURE_STATUS(resolver.AddMaxPool2D(tflite::Register_MAX_POOL_2D_INT8()));  // MAX_POOL_2D, int8 only

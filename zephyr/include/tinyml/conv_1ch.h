@@ -78,6 +78,36 @@ extern "C" {
 #endif
 #define TINYML_CONV_1CH_MVE_MAX_TAPS 64
 
+/* Copies of the inner loop unrolled for 3- and 5-tap-wide kernels at stride 1
+ * (CONFIG_TINYML_CONV_1CH_UNROLL; Helium has one loop for every width). */
+#if defined(CONFIG_TINYML_CONV_1CH_UNROLL) && !TINYML_CONV_1CH_MVE
+#define TINYML_CONV_1CH_UNROLLED 1
+#else
+#define TINYML_CONV_1CH_UNROLLED 0
+#endif
+
+struct tinyml_conv_1ch;
+struct tinyml_conv_1ch_channel; /* conv_1ch.c's requantization of one output channel */
+
+/* The kernel's inner loop, one output row for a block of channels. Its copies are separate
+ * functions that the caller names (tinyml/conv_op.h picks them at compile time from the widths the
+ * generated op resolver lists), so that an image links only the copies its model uses. */
+typedef void tinyml_conv_1ch_row_fn(const struct tinyml_conv_1ch *conv, const int32_t *rows,
+				    const void *weights, const struct tinyml_conv_1ch_channel *q, int narrow,
+				    const uint16_t *taps_at, int8_t *out);
+tinyml_conv_1ch_row_fn tinyml_conv_1ch_row_any; /* any width, any stride */
+#if TINYML_CONV_1CH_UNROLLED
+tinyml_conv_1ch_row_fn tinyml_conv_1ch_row_3;   /* 3 taps wide, stride 1 */
+tinyml_conv_1ch_row_fn tinyml_conv_1ch_row_5;   /* 5 taps wide, stride 1 */
+#endif
+
+/* Whether a row function made for `width` (0: any) computes the shape: the unrolled ones take
+ * their width at stride 1 only. */
+static inline int tinyml_conv_1ch_row_takes(int32_t width, int32_t filter_w, int32_t stride_w)
+{
+	return width == 0 || (width == filter_w && stride_w == 1);
+}
+
 struct tinyml_conv_1ch {
 	int32_t batches;
 	int32_t input_h, input_w;     /* input [batches, input_h, input_w, 1] */
@@ -93,6 +123,7 @@ struct tinyml_conv_1ch {
 	const int32_t *bias;          /* [out_ch], or NULL */
 	const int32_t *multiplier;    /* TFLM's per-channel quantized multipliers and shifts */
 	const int32_t *shift;         /* (OpDataConv's per_channel_output_multiplier/shift) */
+	tinyml_conv_1ch_row_fn *row;  /* the inner loop for this shape (tinyml_conv_1ch_row_takes()) */
 };
 
 /* Whether the kernel takes the shape (dilation 1 is the caller's to check): output channels in

@@ -106,7 +106,7 @@ static void convert_row(const struct tinyml_conv_1ch *conv, const int8_t *row, i
  * TFLM's MultiplyByQuantizedMultiplier (double rounding) for one output channel, with its bias:
  * made once per output row and block of channels (on the stack), used for every pixel of the row.
  */
-struct channel {
+struct tinyml_conv_1ch_channel {
 	int32_t bias;
 	int32_t multiplier;
 	int32_t left;     /* shift > 0: acc is shifted left first */
@@ -130,7 +130,7 @@ struct output_range {
 /* The block's requantization; returns whether requantize_narrow() computes it for every channel
  * of the block: a right shift of at least 1, a multiplier that is not negative, and sums plus bias
  * below 2^30 in magnitude whatever the input (so that twice them fits an int32). */
-static int channels(const struct tinyml_conv_1ch *conv, int32_t oc, struct channel *q)
+static int channels(const struct tinyml_conv_1ch *conv, int32_t oc, struct tinyml_conv_1ch_channel *q)
 {
 	const int64_t sum_bound = (int64_t)conv->filter_h * conv->filter_w * SUM_BOUND_PER_TAP;
 	int narrow = 1;
@@ -162,7 +162,7 @@ static int channels(const struct tinyml_conv_1ch *conv, int32_t oc, struct chann
  * more for h >= 0, more than half for h < 0): exactly when remainder + 2^(r-1) - [h < 0] reaches
  * 2^r, computed unsigned, so that no value of h overflows.
  */
-ALWAYS_INLINE int8_t requantize(struct output_range range, int32_t sum, const struct channel *q)
+ALWAYS_INLINE int8_t requantize(struct output_range range, int32_t sum, const struct tinyml_conv_1ch_channel *q)
 {
 	const int32_t acc = sum + q->bias;
 	const int64_t product = (int64_t)(int32_t)((uint32_t)acc << q->left) * q->multiplier;
@@ -199,7 +199,7 @@ static inline int32_t high_mul_add(int32_t a, int32_t b, int32_t c)
  * |high| <= |acc| < 2^30). [acc < 0] may stand for [high < 0]: with m >= 0 they differ only when
  * high is 0, and then (half - 1) >> right and half >> right are both 0, as right >= 1.
  */
-ALWAYS_INLINE int8_t requantize_narrow(struct output_range range, int32_t sum, const struct channel *q)
+ALWAYS_INLINE int8_t requantize_narrow(struct output_range range, int32_t sum, const struct tinyml_conv_1ch_channel *q)
 {
 	const int32_t acc2 = q->bias2 + sum * 2;
 	const int32_t rounded = high_mul_add(acc2, q->multiplier, (int32_t)q->half) + (acc2 >> 31);
@@ -213,7 +213,7 @@ ALWAYS_INLINE int8_t requantize_narrow(struct output_range range, int32_t sum, c
 /* The outputs of one or two pixels (both) for a block that is not narrow: requantize() in full,
  * out of line, as it is rarely taken (a right shift of 0, or a bias near 2^30). */
 static __attribute__((noinline)) void store_wide(struct output_range range, const int32_t *sums,
-						 const struct channel *q, int8_t *out, int32_t out_ch,
+						 const struct tinyml_conv_1ch_channel *q, int8_t *out, int32_t out_ch,
 						 int both)
 {
 	for (int32_t i = 0; i < BLOCK; i++) {
@@ -250,7 +250,7 @@ static inline int32_t load_pair(const int16_t *values)
  * i of the first and the second pixel.
  */
 ALWAYS_INLINE void block_row(const struct tinyml_conv_1ch *conv, const int32_t *rows, const void *weights,
-			     const struct channel *q, int narrow, const uint16_t *taps_at, int8_t *out,
+			     const struct tinyml_conv_1ch_channel *q, int narrow, const uint16_t *taps_at, int8_t *out,
 			     int32_t fixed_width)
 {
 	const int32_t fh = conv->filter_h;
@@ -427,23 +427,28 @@ ALWAYS_INLINE void block_row(const struct tinyml_conv_1ch *conv, const int32_t *
 	}
 }
 
-/* block_row() for any kernel width, and (CONFIG_TINYML_CONV_1CH_UNROLL) unrolled for the widths of
- * most first layers: about a tenth fewer instructions for 1.2 KB of flash each. */
-static void block_row_any(const struct tinyml_conv_1ch *conv, const int32_t *rows, const void *weights,
-			  const struct channel *q, int narrow, const uint16_t *taps_at, int8_t *out)
+/* block_row() for any kernel width and stride, and (TINYML_CONV_1CH_UNROLLED) unrolled for the
+ * widths of most first layers at stride 1: about a tenth fewer instructions, 0.85 KB of flash each
+ * on a Cortex-M3. Each is its own function for the op resolver to name (tinyml/conv_op.h): an image
+ * links only those its model's convolutions use. */
+void tinyml_conv_1ch_row_any(const struct tinyml_conv_1ch *conv, const int32_t *rows, const void *weights,
+			     const struct tinyml_conv_1ch_channel *q, int narrow, const uint16_t *taps_at,
+			     int8_t *out)
 {
 	block_row(conv, rows, weights, q, narrow, taps_at, out, 0);
 }
 
-#if defined(CONFIG_TINYML_CONV_1CH_UNROLL) && !TINYML_CONV_1CH_MVE /* Helium: one loop for every width */
-static void block_row_3(const struct tinyml_conv_1ch *conv, const int32_t *rows, const void *weights,
-			const struct channel *q, int narrow, const uint16_t *taps_at, int8_t *out)
+#if TINYML_CONV_1CH_UNROLLED
+void tinyml_conv_1ch_row_3(const struct tinyml_conv_1ch *conv, const int32_t *rows, const void *weights,
+			   const struct tinyml_conv_1ch_channel *q, int narrow, const uint16_t *taps_at,
+			   int8_t *out)
 {
 	block_row(conv, rows, weights, q, narrow, taps_at, out, 3);
 }
 
-static void block_row_5(const struct tinyml_conv_1ch *conv, const int32_t *rows, const void *weights,
-			const struct channel *q, int narrow, const uint16_t *taps_at, int8_t *out)
+void tinyml_conv_1ch_row_5(const struct tinyml_conv_1ch *conv, const int32_t *rows, const void *weights,
+			   const struct tinyml_conv_1ch_channel *q, int narrow, const uint16_t *taps_at,
+			   int8_t *out)
 {
 	block_row(conv, rows, weights, q, narrow, taps_at, out, 5);
 }
@@ -452,15 +457,7 @@ static void block_row_5(const struct tinyml_conv_1ch *conv, const int32_t *rows,
 void tinyml_conv_1ch_s8(const struct tinyml_conv_1ch *conv, const int8_t *input, int8_t *output,
 			void *scratch)
 {
-#if defined(CONFIG_TINYML_CONV_1CH_UNROLL) && !TINYML_CONV_1CH_MVE /* Helium: one loop for every width */
-	void (*const row_of_block)(const struct tinyml_conv_1ch *, const int32_t *, const void *,
-				   const struct channel *, int, const uint16_t *, int8_t *) =
-		conv->stride_w != 1 ? block_row_any :
-		conv->filter_w == 5 ? block_row_5 : conv->filter_w == 3 ? block_row_3 : block_row_any;
-#else
-	void (*const row_of_block)(const struct tinyml_conv_1ch *, const int32_t *, const void *,
-				   const struct channel *, int, const uint16_t *, int8_t *) = block_row_any;
-#endif
+	tinyml_conv_1ch_row_fn *const row_of_block = conv->row;
 	const int32_t words = tinyml_conv_1ch_row_words(conv);
 	const int32_t fh = conv->filter_h;
 	const int32_t out_ch = conv->out_ch;
@@ -496,7 +493,7 @@ void tinyml_conv_1ch_s8(const struct tinyml_conv_1ch *conv, const int8_t *input,
 			int8_t *out = output + ((size_t)b * conv->output_h + oy) * conv->output_w * out_ch;
 
 			for (int32_t oc = 0; oc < out_ch; oc += BLOCK) {
-				struct channel q[BLOCK];
+				struct tinyml_conv_1ch_channel q[BLOCK];
 				const int narrow = channels(conv, oc, q);
 
 				row_of_block(conv, rows,

@@ -39,6 +39,10 @@ struct {
 	TfLiteStatus (*invoke)(TfLiteContext* context, TfLiteNode* node);
 } cmsis_conv;
 
+/* The row functions the model's resolver named (Register_CONV_2D_INT8_ONE_CHANNEL<>()). */
+const OneChannelRow* one_channel_rows;
+int one_channel_row_count;
+
 void* Init(TfLiteContext* context, const char* buffer, size_t length)
 {
 	auto* data = static_cast<OpData*>(context->AllocatePersistentBuffer(context, sizeof(OpData)));
@@ -88,7 +92,12 @@ TfLiteStatus PrepareOneChannel(TfLiteContext* context, TfLiteNode* node, const T
 	conv.output_w = output->dims->data[2];
 	conv.stride_h = params.stride_height;
 	conv.stride_w = params.stride_width;
-	if (!tinyml_conv_1ch_supported(&conv)) {
+	for (int i = 0; i < one_channel_row_count && conv.row == nullptr; i++) {
+		if (tinyml_conv_1ch_row_takes(one_channel_rows[i].width, conv.filter_w, conv.stride_w)) {
+			conv.row = one_channel_rows[i].row;
+		}
+	}
+	if (conv.row == nullptr || !tinyml_conv_1ch_supported(&conv)) {
 		return kTfLiteOk;
 	}
 	/* TFLM's quantization parameters, as its reference kernel computes them. */
@@ -156,7 +165,7 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node)
 
 }  // namespace
 
-TFLMRegistration Register_CONV_2D_INT8_ONE_CHANNEL()
+TFLMRegistration RegisterConv2DOneChannel(const OneChannelRow* rows, int count)
 {
 	const TFLMRegistration cmsis = tflite::Register_CONV_2D_INT8();
 	if (cmsis.free != nullptr || cmsis.reset != nullptr) {
@@ -165,6 +174,8 @@ TFLMRegistration Register_CONV_2D_INT8_ONE_CHANNEL()
 		return cmsis;
 	}
 	cmsis_conv = {cmsis.init, cmsis.prepare, cmsis.invoke};
+	one_channel_rows = rows;
+	one_channel_row_count = count;
 	return tflite::micro::RegisterOp(Init, Prepare, Eval);
 }
 
