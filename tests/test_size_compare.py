@@ -18,7 +18,7 @@ from zephyr_tinyml.cli import main
 from zephyr_tinyml.errors import TinymlError
 from zephyr_tinyml.firmware.pr_comment import (MARKER, MAX_BODY, CommentError, comment_body, find_comment,
                                                pr_number)
-from zephyr_tinyml.firmware.size_compare import (accepted_reason, compare, comparison_json, load_report,
+from zephyr_tinyml.firmware.size_compare import (accepted_reason, build_facts, compare, comparison_json, load_report,
                                                  render_markdown)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "size"
@@ -128,3 +128,23 @@ def test_comment_poster_needs_only_the_standard_library() -> None:
     run = subprocess.run([sys.executable, "-I", "-c", code], cwd=Path(__file__).parents[1],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+
+
+def test_build_facts_name_the_tflm_and_cmsis_nn_revisions(tmp_path: Path) -> None:
+    """A build's TFLM and CMSIS-NN commits come from the module folders its zephyr_modules.txt lists:
+    a git checkout gives its commit, a folder outside git says so."""
+    tflm, cmsis_nn = tmp_path / "tflite-micro", tmp_path / "cmsis-nn"
+    tflm.mkdir()
+    cmsis_nn.mkdir()
+    git = ["git", "-C", str(tflm), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git[:3] + ["init", "-q"], check=True)
+    (tflm / "README").write_text("tflm\n")
+    subprocess.run(git + ["add", "README"], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "pin"], check=True)
+    commit = subprocess.run(git + ["rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "zephyr_modules.txt").write_text(f'"tflite-micro":"{tflm}":"${{ZEPHYR_TFLITE_MICRO_CMAKE_DIR}}"\n'
+                                              f'"cmsis-nn":"{cmsis_nn}":"${{ZEPHYR_CMSIS_NN_CMAKE_DIR}}"\n')
+    assert build_facts(build)["modules"] == f"tflite-micro {commit}, cmsis-nn unknown revision"

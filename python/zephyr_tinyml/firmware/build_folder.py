@@ -7,6 +7,7 @@ it runs in QEMU, which kernels Kconfig chose, how QEMU's console was configured)
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 
@@ -42,3 +43,33 @@ def build_config(build_dir: Path) -> dict[str, str]:
 def is_qemu_build(build_dir: Path) -> bool:
     """Whether the board of this build runs in QEMU (``mps2_an521`` does too, not only ``qemu_*``)."""
     return build_config(build_dir).get("CONFIG_QEMU_TARGET") == "y"
+
+
+def module_dirs(build_dir: Path) -> dict[str, Path]:
+    """The Zephyr modules the build used, by name (CMake's ``zephyr_modules.txt``: "name":"path":"cmake")."""
+    listing = Path(build_dir) / "zephyr_modules.txt"
+    if not listing.is_file():
+        return {}
+    modules = {}
+    for line in listing.read_text(errors="replace").splitlines():
+        parts = re.findall(r'"([^"]*)"', line)
+        if len(parts) >= 2:
+            modules[parts[0]] = Path(parts[1])
+    return modules
+
+
+def module_revisions(build_dir: Path, names: tuple[str, ...] = ("tflite-micro", "cmsis-nn")) -> dict[str, str]:
+    """The git commit (12 digits) each named module of the build was checked out at, "" where its
+    folder is not a git checkout. Why: a benchmark is only as reproducible as the TFLM and CMSIS-NN
+    revisions it ran, and Zephyr's release does not fix them (a west.yml may override them)."""
+    dirs = module_dirs(build_dir)
+    revisions = {}
+    for name in names:
+        if name not in dirs:
+            continue
+        try:
+            revisions[name] = subprocess.run(["git", "-C", str(dirs[name]), "rev-parse", "--short=12", "HEAD"],
+                                             capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            revisions[name] = ""
+    return revisions

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import TinymlError
 from .boards import canonical
-from .build_folder import cmake_cache
+from .build_folder import cmake_cache, module_revisions
 from .pr_comment import MARKER
 from .size import SizeReport, budget_limit
 
@@ -46,7 +46,8 @@ def component_name(component: str) -> str:
 
 
 def build_facts(build_dir: Path) -> dict[str, str]:
-    """The Zephyr version and the toolchain of a CMake build folder ("" for what it does not say)."""
+    """The Zephyr version, the toolchain and the TFLM / CMSIS-NN module revisions of a CMake build folder
+    ("" for what it does not say)."""
     build_dir = Path(build_dir)
     zephyr = ""
     version_h = build_dir / "zephyr" / "include" / "generated" / "version.h"
@@ -62,7 +63,8 @@ def build_facts(build_dir: Path) -> dict[str, str]:
         if match:
             version = match.group(1)
     toolchain = " ".join(part for part in (variant + ":" if variant else "", compiler, version) if part)
-    return {"zephyr": zephyr, "toolchain": toolchain}
+    modules = ", ".join(f"{name} {rev or 'unknown revision'}" for name, rev in module_revisions(build_dir).items())
+    return {"zephyr": zephyr, "toolchain": toolchain, "modules": modules}
 
 
 def build_entry(report: SizeReport, model: str, app: str, board: str, budget: Any,
