@@ -30,6 +30,7 @@ from ..model.gan_pipeline import EVAL_SEED_OFFSET, dequantize, judge_pixels
 from ..model.plots import confusion_plot
 from ..model.spec import Spec
 from ..model.tflite_model import inspect_model
+from ..model.torch_model import TORCH_SUFFIXES, load_torch_model, torch_extra_missing
 from ..model.verify import quantize_input, quantize_real, run_tflm
 from ..ui import RichUI
 from .evaluate import (check_device_model, compare, compare_outputs, host_references, name_differing_op, stream)
@@ -209,7 +210,7 @@ def _run(options: EvalOptions, spec: Spec, tflite: bytes, tflite_path: Path, dat
     pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
     try:
         host = pool.submit(_host_side, tflite, inputs.reshape((total, *info_model.input.shape[1:])),
-                           tflite_path.with_suffix(".keras"), spec.dataset.norm_scale, spec.dataset.norm_offset,
+                           _float_model_path(spec, tflite_path), spec.dataset.norm_scale, spec.dataset.norm_offset,
                            data.x_test[:total])
         session, info = _connect(options, link, console, tflite, tflite_path, inputs.shape[1],
                                  info_model.output.shape[-1])
@@ -247,21 +248,36 @@ def _trace_mismatch(console: Any, session: Any, model_input: Any, tflite: bytes,
         return name_differing_op(session, model_input, tflite, kernels, input_name)
 
 
-def _host_side(tflite: bytes, inputs: Any, keras_path: Path, norm_scale: float, norm_offset: float,
+def _float_model_path(spec: Spec, tflite_path: Path) -> Path:
+    """The float model: a PyTorch program or ONNX model the build was given, else the Keras model the
+    pipeline saved next to the .tflite (a trained spec, a .keras/.h5/SavedModel file)."""
+    if spec.model.file is not None and spec.model.file.suffix in TORCH_SUFFIXES:
+        return spec.model.file
+    return tflite_path.with_suffix(".keras")
+
+
+def _host_side(tflite: bytes, inputs: Any, float_path: Path, norm_scale: float, norm_offset: float,
                images: Any) -> tuple[Any, Any, Any]:
     """Host TFLM's and TFLite's int8 outputs and the float model's predictions (in the worker process)."""
     tflm, tflite_out = host_references(tflite, inputs)
-    return tflm, tflite_out, _float_predictions(keras_path, norm_scale, norm_offset, images)
+    return tflm, tflite_out, _float_predictions(float_path, norm_scale, norm_offset, images)
 
 
-def _float_predictions(keras_path: Path, norm_scale: float, norm_offset: float, images: Any) -> Any:
-    """Predictions of the float Keras model the pipeline saved next to the .tflite, if it did."""
-    if not keras_path.is_file():
+def _float_predictions(float_path: Path, norm_scale: float, norm_offset: float, images: Any) -> Any:
+    """Predictions of the float model at ``float_path``; None where there is none (an int8 .tflite
+    given as it is) or it cannot be run here (a .pt2/.onnx without the torch extra, which the report
+    says)."""
+    if not float_path.is_file():
         return None
+    x = normalize(images, norm_scale, norm_offset)
+    if float_path.suffix in TORCH_SUFFIXES:
+        if torch_extra_missing():
+            return None
+        return load_torch_model(float_path).predict(x, batch_size=1000).argmax(axis=1)
     import keras
 
-    model = keras.models.load_model(keras_path)
-    return model.predict(normalize(images, norm_scale, norm_offset), batch_size=1000, verbose=0).argmax(axis=1)
+    model = keras.models.load_model(float_path)
+    return model.predict(x, batch_size=1000, verbose=0).argmax(axis=1)
 
 
 def _write_outputs(report: Any, work: Path, name: str) -> None:

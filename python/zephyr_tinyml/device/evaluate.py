@@ -218,8 +218,9 @@ def report_text(report: EvalReport) -> str:
         f"    device int8    {report.device_accuracy:>8.2f} %",
         f"    host TFLM int8 {report.tflm_accuracy:>8.2f} %",
         f"    TFLite int8    {report.tflite_accuracy:>8.2f} %",
-        "    float Keras    " + (f"{report.float_accuracy:>8.2f} %" if report.float_accuracy is not None
-                                 else "       - (no .keras model in the work dir)"),
+        "    float model    " + (f"{report.float_accuracy:>8.2f} %" if report.float_accuracy is not None
+                                 else "       - (none at hand: no .keras in the work dir, or a .pt2/.onnx "
+                                      "without the [torch] extra)"),
         f"  cycles/inference {report.cycles_mean:>10,.0f} mean, {report.cycles_min:,} min, {report.cycles_max:,} max"
         f" ({report.us_per_inference / 1000:.2f} ms at {report.cycles_per_second / 1e6:g} MHz)",
         f"  throughput       {report.images_per_second:>8.2f} images/s ({report.stream_seconds:.1f} s streaming"
