@@ -157,6 +157,14 @@ def test_device_arena_is_recorded_per_kernel_build_and_regenerates_identically(t
     assert f"kTensorArenaSize = {device_arena_size(704)};" in header and "kTensorArenaSize = 1056;" in header
     assert "AllocateTensors() needs 704 bytes on qemu_cortex_m3 (arena_used_bytes() 690)" in header
     assert header.index("#else") < header.index("kTensorArenaSize = 1056;") < header.index("#endif")
+    # Another TFLM revision (the pair a newer Zephyr release pins) is another configuration of the
+    # same kernel build: one needing more replaces the record and names its revision; a later run
+    # of the first revision, needing less, keeps it (the arena must hold for both releases).
+    assert record_device_arena(out, "cmsis-nn", 752, 740, "qemu_cortex_m3", "48613f7ba1ff")
+    assert "needs 752 bytes on qemu_cortex_m3 with tflite-micro 48613f7ba1ff" in (out / "model_arena.h").read_text()
+    assert not record_device_arena(out, "cmsis-nn", 704, 690, "qemu_cortex_m3", "1a34dcab41e7")
+    assert not record_device_arena(out, "cmsis-nn", 704, 690, "qemu_cortex_m3")
+    assert f"kTensorArenaSize = {device_arena_size(752)};" in (out / "model_arena.h").read_text()
 
     # Regenerating the same model keeps the measurements, byte for byte; another model drops them.
     before = {name: (out / name).read_bytes() for name in ("model_arena.h", "tinyml_model.json")}

@@ -22,7 +22,7 @@ from ..model.arena import device_arena_size, record_device_arena
 from ..model.op_trace import describe, trace_difference
 from ..model.spec import Spec
 from .boards import canonical, for_board, same_board, target_for
-from .build_folder import build_config, cached
+from .build_folder import build_config, cached, module_revisions
 from .fit import check_fit
 from .qemu import run_until_end
 from .size import check_budget, region_report, to_table
@@ -255,7 +255,8 @@ def run_measuring_arena(app_dir: Path, board: str, build_dir: Path, folder: Path
             raise FirmwareError(f"AllocateTensors() failed on {board} in the generated arena and this app does "
                                 f"not measure it (CONFIG_TINYML_ARENA_PROBE): raise 'arena_margin_percent'")
         return output, summary      # an app without the arena probe: nothing to record
-    if record_device_arena(folder, kernels, needed, used, canonical(board)) or measuring:
+    tflm = module_revisions(build_dir, ("tflite-micro",)).get("tflite-micro", "")
+    if record_device_arena(folder, kernels, needed, used, canonical(board), tflm) or measuring:
         was = size if measuring else summary.get("arena_size", 0)
         if console is not None:
             console.print(f"arena: on {board} with the {kernels} kernels AllocateTensors() needs {needed:,} bytes "

@@ -47,11 +47,15 @@ KERNEL_BUILDS: dict[str, str] = {
 @dataclass(frozen=True)
 class DeviceArena:
     """One kernel build's arena on a 32-bit board: the smallest that ``AllocateTensors()`` accepts
-    (``needed``, a multiple of 16) and ``arena_used_bytes()`` afterwards (``used``, for reports)."""
+    (``needed``, a multiple of 16) and ``arena_used_bytes()`` afterwards (``used``, for reports), with
+    the tflite-micro commit the image was built with ("" where not known): TFLM revisions differ in
+    what they keep in the arena (CMSIS-NN 6's Helium scratch buffers: mnist needs 9,856 bytes with
+    Zephyr 3.7's pair against 9,536 with 3.4's)."""
 
     needed: int
     used: int
     board: str
+    tflm: str = ""
 
     @property
     def size(self) -> int:
@@ -81,7 +85,8 @@ def arena_facts(host_measured: int, margin_percent: float, alignment: int,
         "alignment": alignment,
         "fallback_bytes": host_arena_size(host_measured, margin_percent, alignment),
         "device_margin_percent": DEVICE_MARGIN_PERCENT,
-        "device": {kernels: {"needed_bytes": d.needed, "used_bytes": d.used, "bytes": d.size, "board": d.board}
+        "device": {kernels: {"needed_bytes": d.needed, "used_bytes": d.used, "bytes": d.size, "board": d.board,
+                             **({"tflite_micro": d.tflm} if d.tflm else {})}
                    for kernels, d in sorted(device.items())},
     }
 
@@ -92,7 +97,8 @@ def device_measurements(facts: dict[str, Any]) -> dict[str, DeviceArena]:
     Entries without ``needed_bytes`` (recorded by 0.x versions from ``arena_used_bytes()`` alone,
     which can be too small) are dropped, so the next ``--run`` measures them again.
     """
-    return {kernels: DeviceArena(int(d["needed_bytes"]), int(d["used_bytes"]), str(d["board"]))
+    return {kernels: DeviceArena(int(d["needed_bytes"]), int(d["used_bytes"]), str(d["board"]),
+                                 str(d.get("tflite_micro", "")))
             for kernels, d in facts.get("device", {}).items() if "needed_bytes" in d}
 
 
@@ -135,7 +141,8 @@ def arena_h(stamp: str, arena: dict[str, Any]) -> str:
         if d is not None:
             blocks.append((f"TINYML_POINTERS_32BIT && TINYML_KERNELS == {macro}",
                            f"// {kernels} kernels: AllocateTensors() needs {d.needed} bytes on {d.board} "
-                           f"(arena_used_bytes() {d.used}),\n"
+                           + (f"with tflite-micro {d.tflm} " if d.tflm else "")
+                           + f"(arena_used_bytes() {d.used}),\n"
                            f"// + {arena['device_margin_percent']:g} %, rounded up to {arena['alignment']}.\n"
                            f"constexpr size_t kTensorArenaSize = {d.size};\n"
                            f"constexpr size_t kArenaMeasuredDeviceBytes = {d.needed};\n"))
@@ -165,8 +172,9 @@ constexpr size_t kArenaMeasuredHostBytes = {arena['host_measured_bytes']};
 """
 
 
-def record_device_arena(folder: Path, kernels: str, needed: int, used: int, board: str) -> bool:
+def record_device_arena(folder: Path, kernels: str, needed: int, used: int, board: str, tflm: str = "") -> bool:
     """Record a device's arena measurement in ``folder``; True when ``model_arena.h`` changed.
+    ``tflm``: the tflite-micro commit the image was built with ("" where not known).
 
     Raises :class:`TinymlError` for a kernel build name this version does not know (an app or
     runtime from another version) or a folder without generated sources.
@@ -184,14 +192,15 @@ def record_device_arena(folder: Path, kernels: str, needed: int, used: int, boar
         raise TinymlError(f"the firmware reported arena_needed={needed} with arena_used={used}: the needed size "
                           f"is a multiple of 16 and at least the used bytes; rebuild the app with this version's runtime")
     previous = device.get(kernels)
-    if previous == DeviceArena(needed, used, board):
+    if previous == DeviceArena(needed, used, board, tflm):
         return False
-    if previous is not None and previous.board != board and previous.needed >= needed:
-        # One arena per kernel build serves every board of that build: another board's run
-        # that needs no more keeps the recorded one (and the sources unchanged, whatever the
-        # order boards ran in); one that needs more replaces it.
+    if previous is not None and (previous.board, previous.tflm) != (board, tflm) and previous.needed >= needed:
+        # One arena per kernel build serves every board of that build and every TFLM revision
+        # (the Zephyr releases a user may build with): another board's or revision's run that
+        # needs no more keeps the recorded one (and the sources unchanged, whatever the order
+        # they ran in); one that needs more replaces it.
         return False
-    device[kernels] = DeviceArena(needed, used, board)
+    device[kernels] = DeviceArena(needed, used, board, tflm)
     facts["arena"] = arena_facts(arena["host_measured_bytes"], arena["host_margin_percent"],
                                  arena["alignment"], device)
     stamp = "".join(f"// {line}\n" for line in facts["generated_by_lines"])
