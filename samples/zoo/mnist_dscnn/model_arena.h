@@ -28,10 +28,10 @@ constexpr size_t kArenaMeasuredDeviceBytes = 38448;
 constexpr size_t kTensorArenaSize = 39056;
 constexpr size_t kArenaMeasuredDeviceBytes = 38656;
 #elif TINYML_POINTERS_32BIT && TINYML_KERNELS == TINYML_KERNELS_CMSIS_NN_MVE
-// cmsis-nn-mve kernels: AllocateTensors() needs 38816 bytes on mps3_an547 (arena_used_bytes() 38804),
+// cmsis-nn-mve kernels: AllocateTensors() needs 38880 bytes on mps3_an547 (arena_used_bytes() 38868),
 // + 1 %, rounded up to 16.
-constexpr size_t kTensorArenaSize = 39216;
-constexpr size_t kArenaMeasuredDeviceBytes = 38816;
+constexpr size_t kTensorArenaSize = 39280;
+constexpr size_t kArenaMeasuredDeviceBytes = 38880;
 #else
 // Not measured on a device for this kernel build: host TFLM's 39664 bytes (64-bit, reference
 // kernels) + 5 %, rounded up to 16. `west tinyml build --run` on a QEMU board of
