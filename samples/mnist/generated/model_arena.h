@@ -18,10 +18,10 @@ namespace tinyml {
 constexpr size_t kTensorArenaSize = 8992;
 constexpr size_t kArenaMeasuredDeviceBytes = 8896;
 #elif TINYML_POINTERS_32BIT && TINYML_KERNELS == TINYML_KERNELS_CMSIS_NN
-// cmsis-nn kernels: AllocateTensors() needs 9296 bytes on qemu_cortex_m3 (arena_used_bytes() 9284),
+// cmsis-nn kernels: AllocateTensors() needs 9328 bytes on qemu_cortex_m3 with tflite-micro fcc760af130f (arena_used_bytes() 9316),
 // + 1 %, rounded up to 16.
-constexpr size_t kTensorArenaSize = 9392;
-constexpr size_t kArenaMeasuredDeviceBytes = 9296;
+constexpr size_t kTensorArenaSize = 9424;
+constexpr size_t kArenaMeasuredDeviceBytes = 9328;
 #elif TINYML_POINTERS_32BIT && TINYML_KERNELS == TINYML_KERNELS_CMSIS_NN_DSP
 // cmsis-nn-dsp kernels: AllocateTensors() needs 9504 bytes on mps2_an521 (arena_used_bytes() 9492),
 // + 1 %, rounded up to 16.
