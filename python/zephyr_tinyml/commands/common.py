@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
+
+from ..gitrev import checked_out_commit
 
 
 def commit_of(folder: Path) -> str:
     """The git commit checked out in ``folder``, with ``-dirty`` when it has uncommitted changes; "" outside git."""
-    try:
-        sha = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-    return sha + ("-dirty" if dirty else "")
+    return checked_out_commit(folder, mark_dirty=True)

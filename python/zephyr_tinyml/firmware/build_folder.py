@@ -7,8 +7,9 @@ it runs in QEMU, which kernels Kconfig chose, how QEMU's console was configured)
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
+
+from ..gitrev import checked_out_commit
 
 
 def cmake_cache(build_dir: Path) -> dict[str, str]:
@@ -63,13 +64,4 @@ def module_revisions(build_dir: Path, names: tuple[str, ...] = ("tflite-micro", 
     folder is not a git checkout. Why: a benchmark is only as reproducible as the TFLM and CMSIS-NN
     revisions it ran, and Zephyr's release does not fix them (a west.yml may override them)."""
     dirs = module_dirs(build_dir)
-    revisions = {}
-    for name in names:
-        if name not in dirs:
-            continue
-        try:
-            revisions[name] = subprocess.run(["git", "-C", str(dirs[name]), "rev-parse", "--short=12", "HEAD"],
-                                             capture_output=True, text=True, check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            revisions[name] = ""
-    return revisions
+    return {name: checked_out_commit(dirs[name], digits=12) for name in names if name in dirs}
