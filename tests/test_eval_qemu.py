@@ -186,6 +186,26 @@ def test_cli_report(firmware, reference, mnist_dir: Path, tmp_path: Path, capsys
     assert (work / "eval.json").is_file() and (work / "eval-confusion.png").is_file()
 
 
+def test_cli_evaluates_a_16x8_model(firmware, mnist_dir: Path, tmp_path: Path, capsys) -> None:
+    """A model in TFLite's 16x8 mode (tests/fixtures/mnist_16x8.tflite: int16 input, activations and
+    scores): `tinyml build` it, then `tinyml eval` streams int16 frames (two bytes a value) and every
+    int16 score vector equals host TFLM's. Its own build folder: another model's sources."""
+    import json
+
+    from zephyr_tinyml.cli import main
+
+    model = REPO / "tests" / "fixtures" / "mnist_16x8.tflite"
+    work = tmp_path / "work"
+    assert main(["build", str(model), "--data-dir", str(mnist_dir), "--work-dir", str(work), "--no-firmware"]) == 0
+    capsys.readouterr()
+    status = main(["eval", str(model), "-n", "30", "--data-dir", str(mnist_dir), "--work-dir", str(work),
+                   "--build-dir", str(TEST_BUILDS / "mnist_eval-16x8-qemu_cortex_m3"), "--format", "json"])
+    report = json.loads(capsys.readouterr().out)
+    assert status == 0 and report["passed"] and report["answered"] == 30 and report["tensor_type"] == "int16"
+    assert report["device_accuracy"] == report["tflm_accuracy"] >= 90.0
+    assert report["device"]["input_size"] == 784  # values; the frames carried 1,568 bytes each
+
+
 def test_cli_names_the_op_of_a_kernel_that_is_not_bit_exact(firmware, reference, mnist_dir: Path,
                                                              tmp_path: Path, capsys) -> None:
     """An eval app that corrupts the second convolution's output (TINYML_TEST_CORRUPT_TENSOR, on the

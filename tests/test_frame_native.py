@@ -74,9 +74,9 @@ def _unpack_in_python(packed: bytes, size: int) -> bytes | None:
         return None
 
 
-def _decode(decoder: Path, text: str) -> list[tuple]:
+def _decode(decoder: Path, text: str, input_bytes: int = 784) -> list[tuple]:
     """What the decoder makes of ``text``: ("request" or "trace", seq, payload) or ("error", seq, label, size)."""
-    out = subprocess.run([str(decoder)], input=text.encode("latin-1"), capture_output=True,
+    out = subprocess.run([str(decoder), str(input_bytes)], input=text.encode("latin-1"), capture_output=True,
                          check=True, timeout=30).stdout.decode()
     events = []
     for line in out.splitlines():
@@ -98,6 +98,17 @@ def images(mnist) -> np.ndarray:
 def test_request_decodes_to_the_image(decoder, images, pack: bool) -> None:
     text = "".join(proto.request_line(10 + i, image, pack=pack) for i, image in enumerate(images))
     assert _decode(decoder, text) == [("request", 10 + i, image.tobytes()) for i, image in enumerate(images)]
+
+
+@pytest.mark.parametrize("pack", [True, False], ids=["packed", "raw"])
+def test_int16_request_decodes_to_little_endian_values(decoder, images, pack: bool) -> None:
+    """A 16x8 model's input: 1,568 bytes for 784 values, as the device's int16 tensor holds them; an
+    int8-sized payload is the wrong size for it."""
+    wide = images.astype(np.int16) * 256 + 7
+    text = "".join(proto.request_line(20 + i, image, pack=pack) for i, image in enumerate(wide))
+    assert _decode(decoder, text, 1568) == [("request", 20 + i, image.astype("<i2").tobytes())
+                                            for i, image in enumerate(wide)]
+    assert _decode(decoder, proto.request_line(30, images[0], pack=False), 1568)[0][:3] == ("error", 30, "bad-size")
 
 
 def test_trace_request_decodes_as_a_trace(decoder, images) -> None:

@@ -126,5 +126,25 @@ def test_outputs_frame_carries_a_whole_image() -> None:
     assert reply == proto.Result(12, proto.NO_CLASS, tuple(int(v) for v in image), 4321)
     body = bytearray(proto.encode_outputs(12, image, 4321)[:-2])
     body[4] = 0x0F  # a count that disagrees with the bytes that follow
-    with pytest.raises(proto.FrameError, match="does not hold 783 outputs"):
+    with pytest.raises(proto.FrameError, match="does not hold 783 int8 outputs"):
         proto.decode_reply(bytes(body) + proto.CRC.pack(proto.crc16_fast(bytes(body))))
+
+
+def test_int16_tensors_travel_little_endian_two_bytes_a_value() -> None:
+    """A 16x8 model's frames: the request carries 2 bytes per input value (little-endian, as the device
+    stores them), counts in replies are values, and a reply is read with the model's output type."""
+    values = np.array([0, 1, -1, 32767, -32768, 256, -257], dtype=np.int16)
+    seq, payload = proto.decode_request(proto.encode_request(5, values, pack=False), input_size=14)
+    assert seq == 5 and payload == b"\x00\x00\x01\x00\xff\xff\xff\x7f\x00\x80\x00\x01\xff\xfe"
+    packed_seq, packed = proto.decode_request(proto.encode_request(6, np.zeros(784, np.int16)), input_size=1568)
+    assert packed_seq == 6 and packed == bytes(1568)
+    scores = np.array([-32768, 5, 32767, -2, 0, 1, 2, 3, 4, 300], dtype=np.int16)
+    line = "#" + proto.encode_result(9, 2, scores, 1234).hex()
+    assert proto.parse_device_line(line, "int16") == proto.Result(9, 2, tuple(int(v) for v in scores), 1234)
+    with pytest.raises(proto.FrameError, match="does not hold 10 int8 outputs"):
+        proto.parse_device_line(line)  # read as int8, the frame is too long for its count
+    image = np.arange(-392, 392, dtype=np.int16)
+    reply = proto.parse_device_line("#" + proto.encode_outputs(3, image, 99).hex(), "int16")
+    assert reply == proto.Result(3, proto.NO_CLASS, tuple(int(v) for v in image), 99)
+    with pytest.raises(ValueError, match="int8 or int16"):
+        proto.decode_reply(proto.encode_outputs(3, image, 99), "float32")

@@ -180,6 +180,35 @@ def test_compare_counts_each_difference(host, model, inputs) -> None:
     assert "MISMATCH test image 107" in text and "FAILED test image 101" in text
 
 
+def test_a_16x8_model_streams_int16_frames(mnist) -> None:
+    """A model in TFLite's 16x8 mode (tests/fixtures/mnist_16x8.tflite): int16 inputs go out two bytes a
+    value, int16 scores come back, and the device's answers equal host TFLM's on real test images."""
+    model16 = (Path(__file__).parent / "fixtures" / "mnist_16x8.tflite").read_bytes()
+    interpreter = tflm_interpreter(model16)
+
+    def infer16(payload: bytes) -> np.ndarray:
+        interpreter.set_input(np.frombuffer(payload, "<i2").astype(np.int16).reshape(1, 28, 28, 1), 0)
+        interpreter.invoke()
+        return np.array(interpreter.get_output(0))[0].astype(np.int16)
+
+    scale = 3.0518509447574615e-05  # the fixture's input scale (zero point 0): pixels / 255 in int16
+    images = np.round(mnist.x_test[:12].reshape(12, -1) / 255.0 / scale).astype(np.int16)
+    device = ReferenceDevice(infer16, 2 * 784, 10, model16)
+    try:
+        session = Session(device.link, timeout=2.0, output_type="int16")
+        info = session.handshake(boot_timeout=5)
+        outcome = stream(session, images)
+    finally:
+        device.close()
+    tflm = np.stack([infer16(x.astype("<i2").tobytes()) for x in images])
+    assert np.abs(tflm).max() > 127  # scores beyond int8's range: two bytes a value really travelled
+    report = compare(outcome, np.arange(12), mnist.y_test[:12], tflm, tflm, None, info, tuple("0123456789"),
+                     "reference", "socketpair", "int16")
+    assert report.passed and report.answered == 12 and report.device_accuracy >= 90.0
+    assert "images with any int16 output different" in report_text(report)
+    assert "device 16x8" in report_text(report)
+
+
 def test_compare_with_nothing_answered(host, model, inputs) -> None:
     _, outcome, _ = run(host, model, inputs[:3], Faults(die_after=1), timeout=0.1, retries=0)
     tflm = np.stack([host(x.tobytes()) for x in inputs[:3]])

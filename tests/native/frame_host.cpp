@@ -17,10 +17,10 @@
 
 int main(int argc, char** argv)
 {
-	const size_t input_size = argc > 1 ? (size_t)std::atoi(argv[1]) : 784;
+	const size_t input_size = argc > 1 ? (size_t)std::atoi(argv[1]) : 784; /* bytes */
 	std::vector<uint8_t> buffer(evalproto::kHeaderSize + evalproto::PackedBound(input_size) +
 				    evalproto::kCrcSize);
-	std::vector<int8_t> image(input_size);
+	std::vector<uint8_t> image(input_size); /* bytes: an int16 model's input takes two per value */
 	std::vector<char> hex(2 * input_size + 1);
 	evalproto::LineAssembler assembler(buffer.data(), buffer.size(), (uint16_t)input_size);
 
@@ -45,7 +45,7 @@ int main(int argc, char** argv)
 					break;
 				}
 				size = input_size;
-				bytes = (const uint8_t*)image.data();
+				bytes = image.data();
 			}
 			const size_t n = evalproto::ToHex(bytes, size, hex.data());
 			hex[n] = '\0';

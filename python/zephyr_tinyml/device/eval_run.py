@@ -35,6 +35,7 @@ from ..model.verify import quantize_input, quantize_real, run_tflm
 from ..ui import RichUI
 from .evaluate import (check_device_model, compare, compare_outputs, host_references, name_differing_op, stream)
 from .link import QemuLink, SerialLink
+from .protocol import TENSOR_TYPES
 from .session import Session
 
 DEFAULT_IMAGES = 1000
@@ -71,10 +72,10 @@ def run_eval(spec: Spec, options: EvalOptions, console: Any, started: float) -> 
         require_tfm(options.board)      # before anything is loaded: the board and workspace can do it
     work, tflite_path, tflite = model_files(options, spec)
     model = inspect_model(tflite, tflite_path)
-    if (model.input.dtype, model.output.dtype) != ("int8", "int8"):
+    if model.input.dtype not in TENSOR_TYPES or model.output.dtype not in TENSOR_TYPES:
         raise TinymlError(f"{tflite_path}: its input is {model.input.dtype} and its output {model.output.dtype}; "
-                          f"`tinyml eval` streams full-int8 models (docs/protocol.md frames carry int8 tensors). "
-                          f"A 16x8 model is checked on the device by its self test: `tinyml build ... --run`.")
+                          f"`tinyml eval` streams {' and '.join(TENSOR_TYPES)} tensors (full-int8 models and "
+                          f"TFLite's 16x8 mode, docs/protocol.md). `tinyml build` deploys only such models.")
     if spec.model.gan is not None:
         return _eval_generator(options, spec, work, tflite, tflite_path, console, started), work
     report = evaluate_classifier(options, spec, work, tflite, tflite_path, console)
@@ -124,7 +125,8 @@ def _eval_generator(options: EvalOptions, spec: Spec, work: Path, tflite: bytes,
                                model.input.scale, model.input.zero_point)
     link = _open_link(options, spec, work, console)
     try:
-        session, info = _connect(options, link, console, tflite, tflite_path, latents.shape[1], model.output.shape[-1])
+        session, info = _connect(options, link, console, tflite, tflite_path, latents.shape[1], model.output.shape[-1],
+                                 model.output.dtype)
         outcome = stream(session, latents, lambda done, n, failed: None)
         report, device = compare_outputs(outcome, run_tflm(tflite, latents), info, options.board, link.description)
         if report.mismatches and options.secure:
@@ -186,9 +188,11 @@ def _open_link(options: EvalOptions, spec: Spec, work: Path, console: Any) -> An
 
 
 def _connect(options: EvalOptions, link: Any, console: Any, tflite: bytes, tflite_path: Path,
-             input_size: int, output_size: int) -> tuple[Any, Any]:
-    """A session on ``link`` with the command's timeouts, after the device said it runs this model."""
-    session = Session(link, timeout=options.timeout, retries=options.retries, first_timeout=options.boot_timeout)
+             input_size: int, output_size: int, output_type: str) -> tuple[Any, Any]:
+    """A session on ``link`` with the command's timeouts, after the device said it runs this model
+    (``output_type``: int8, or a 16x8 model's int16, which sizes the values in the replies)."""
+    session = Session(link, timeout=options.timeout, retries=options.retries, first_timeout=options.boot_timeout,
+                      output_type=output_type)
     with console.status(f"waiting for the device on {link.description}"):
         info = session.handshake(options.boot_timeout)
     check_device_model(info, tflite, input_size, output_size, str(tflite_path))
@@ -213,7 +217,7 @@ def _run(options: EvalOptions, spec: Spec, tflite: bytes, tflite_path: Path, dat
                            _float_model_path(spec, tflite_path), spec.dataset.norm_scale, spec.dataset.norm_offset,
                            data.x_test[:total])
         session, info = _connect(options, link, console, tflite, tflite_path, inputs.shape[1],
-                                 info_model.output.shape[-1])
+                                 info_model.output.shape[-1], info_model.output.dtype)
 
         columns = (TextColumn("  device"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                    TimeElapsedColumn(), TimeRemainingColumn())
@@ -234,7 +238,7 @@ def _run(options: EvalOptions, spec: Spec, tflite: bytes, tflite_path: Path, dat
     labels = data.y_test[:total]
     names = class_labels(info_model, spec.dataset.labels, data.class_names)     # as the build chose them
     report = compare(outcome, indices, labels, tflm, tflite_out, float_pred, info, names, options.board,
-                     link.description)
+                     link.description, info_model.output.dtype)
     if report.mismatches:
         first = report.mismatches[0].test_index
         report.differing_op = (NOT_TRACED_SECURE if options.secure else
@@ -258,7 +262,7 @@ def _float_model_path(spec: Spec, tflite_path: Path) -> Path:
 
 def _host_side(tflite: bytes, inputs: Any, float_path: Path, norm_scale: float, norm_offset: float,
                images: Any) -> tuple[Any, Any, Any]:
-    """Host TFLM's and TFLite's int8 outputs and the float model's predictions (in the worker process)."""
+    """Host TFLM's and TFLite's quantized outputs and the float model's predictions (in the worker process)."""
     tflm, tflite_out = host_references(tflite, inputs)
     return tflm, tflite_out, _float_predictions(float_path, norm_scale, norm_offset, images)
 

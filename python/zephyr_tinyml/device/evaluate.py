@@ -44,7 +44,7 @@ def check_device_model(info: Info, tflite: bytes, input_size: int, classes: int,
         problems.append(f"its model has {info.model_size} bytes with CRC 0x{info.model_crc:04x}, {origin} has "
                         f"{len(tflite)} bytes with CRC 0x{crc16_fast(tflite):04x}")
     if info.input_size != input_size or info.classes != classes:
-        problems.append(f"it takes {info.input_size} input bytes and gives {info.classes} classes, the model "
+        problems.append(f"it takes {info.input_size} input values and gives {info.classes} classes, the model "
                         f"{input_size} and {classes}")
     if problems:
         raise DeviceError("the device runs a different model than the host compares with: " + "; ".join(problems)
@@ -133,6 +133,7 @@ class EvalReport:
     wall_seconds: float = 0.0           # the whole command, set by the caller
     extra: dict[str, Any] = field(default_factory=dict)
     differing_op: str = ""              # the first mismatch traced op by op on the device (name_differing_op)
+    tensor_type: str = "int8"           # the model's (a 16x8 model's: int16)
 
     @property
     def passed(self) -> bool:
@@ -157,8 +158,9 @@ class EvalReport:
 
 def compare(outcome: StreamOutcome, indices: np.ndarray, labels: np.ndarray, tflm_outputs: np.ndarray,
             tflite_outputs: np.ndarray, float_predictions: np.ndarray | None, info: Info,
-            class_labels: tuple[str, ...], board: str, link: str) -> EvalReport:
-    """Device answers vs host TFLM (element by element) and the accuracies on the answered images."""
+            class_labels: tuple[str, ...], board: str, link: str, tensor_type: str = "int8") -> EvalReport:
+    """Device answers vs host TFLM (element by element) and the accuracies on the answered images
+    (``tensor_type``: the model's input/output type, for the report's labels)."""
     positions = np.array(sorted(outcome.results), dtype=np.int64)
     classes = tflm_outputs.shape[1]
     device = np.array([outcome.results[p].outputs for p in positions], dtype=np.int64).reshape(
@@ -193,6 +195,7 @@ def compare(outcome: StreamOutcome, indices: np.ndarray, labels: np.ndarray, tfl
         images_per_second=len(positions) / outcome.seconds if outcome.seconds else 0.0,
         stats=outcome.stats.to_json(),
         device={**device_facts(info), "classes": info.classes},
+        tensor_type=tensor_type,
     )
 
 
@@ -203,7 +206,7 @@ def device_facts(info: Info) -> dict[str, Any]:
 
 
 def host_references(tflite: bytes, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """int8 outputs of host TFLM (the ground truth) and of TFLite's default kernels."""
+    """Quantized outputs of host TFLM (the ground truth) and of TFLite's default kernels."""
     return run_tflm(tflite, inputs), run_tflite(tflite, inputs, reference=False)
 
 
@@ -211,13 +214,14 @@ def report_text(report: EvalReport) -> str:
     """The report as plain text (what ``--format text`` prints after the progress bar)."""
     lines = _outcome_lines("on-device evaluation", "images", report.board, report.link, report.images,
                            report.answered, len(report.failed), report.not_sent, report.aborted)
+    kind = report.tensor_type if report.tensor_type == "int8" else "16x8"
     lines += [
-        f"  vs host TFLM     {len(report.mismatches):>8,}   images with any int8 output different"
+        f"  vs host TFLM     {len(report.mismatches):>8,}   images with any {report.tensor_type} output different"
         + ("" if not report.class_field_errors else f"; {report.class_field_errors} class fields wrong"),
         "  accuracy (same images)",
-        f"    device int8    {report.device_accuracy:>8.2f} %",
-        f"    host TFLM int8 {report.tflm_accuracy:>8.2f} %",
-        f"    TFLite int8    {report.tflite_accuracy:>8.2f} %",
+        f"    device {kind:<8}{report.device_accuracy:>8.2f} %",
+        f"    host TFLM {kind:<5}{report.tflm_accuracy:>8.2f} %",
+        f"    TFLite {kind:<8}{report.tflite_accuracy:>8.2f} %",
         "    float model    " + (f"{report.float_accuracy:>8.2f} %" if report.float_accuracy is not None
                                  else "       - (none at hand: no .keras in the work dir, or a .pt2/.onnx "
                                       "without the [torch] extra)"),
@@ -318,7 +322,7 @@ def compare_outputs(outcome: StreamOutcome, tflm_outputs: np.ndarray, info: Info
     """Device outputs vs host TFLM's, byte for byte; also the device's outputs (answered inputs, in order)."""
     positions = np.array(sorted(outcome.results), dtype=np.int64)
     size = tflm_outputs.reshape(len(tflm_outputs), -1).shape[1]
-    device = np.array([outcome.results[p].outputs for p in positions], dtype=np.int8).reshape(len(positions), size)
+    device = np.array([outcome.results[p].outputs for p in positions], dtype=np.int64).reshape(len(positions), size)
     host = tflm_outputs.reshape(len(tflm_outputs), -1)[positions]
     differs = device != host
     cycles = np.array([outcome.results[p].cycles for p in positions], dtype=np.int64)

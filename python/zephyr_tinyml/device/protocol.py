@@ -90,7 +90,7 @@ class Result:
 
     seq: int
     predicted: int            # the class a classifier picked; NO_CLASS in an outputs frame
-    outputs: tuple[int, ...]  # int8 output tensor
+    outputs: tuple[int, ...]  # the output tensor's values (int8, or a 16x8 model's int16)
     cycles: int
 
 
@@ -125,6 +125,30 @@ class ErrorReply:
 
 Reply = Union[Result, Info, ErrorReply]
 
+# The tensor types frames carry: int8, and the int16 of a 16x8 model, little-endian as on the
+# device. A frame's counts are values, its length fields bytes.
+TENSOR_TYPES = ("int8", "int16")
+
+
+def tensor_bytes(values: bytes | np.ndarray) -> bytes:
+    """A tensor as frames carry it: an int16 array as little-endian 16-bit values, any other array as
+    int8 (quantized values), bytes as they are."""
+    if not isinstance(values, np.ndarray):
+        return bytes(values)
+    if values.dtype == np.int16:
+        return values.astype("<i2").tobytes()
+    return values.astype(np.int8).tobytes()
+
+
+def _values_in(values: bytes | np.ndarray) -> int:
+    return values.size if isinstance(values, np.ndarray) else len(values)
+
+
+def _wire_type(dtype: str) -> np.dtype:
+    if dtype not in TENSOR_TYPES:
+        raise ValueError(f"frames carry {' or '.join(TENSOR_TYPES)} tensors, not {dtype}")
+    return np.dtype(dtype).newbyteorder("<")
+
 
 def _unpack_payload(payload: bytes, size: int | None) -> bytes:
     """A ``TP`` payload unpacked (PackBits, :mod:`zephyr_tinyml.packbits`: the codec of the embedded
@@ -148,7 +172,7 @@ def encode_request(seq: int, payload: bytes | np.ndarray = b"", pack: bool = Tru
     """
     if not 0 <= seq < SEQ_LIMIT:
         raise ValueError(f"sequence number {seq} outside 0..{SEQ_LIMIT - 1}")
-    data = payload.astype(np.int8).tobytes() if isinstance(payload, np.ndarray) else bytes(payload)
+    data = tensor_bytes(payload)
     magic = MAGIC_TRACE_REQUEST if trace else MAGIC_REQUEST
     if pack and data and not trace:
         # The UART is the slowest part of an exchange (QEMU's console takes one character per
@@ -170,7 +194,7 @@ def decode_request(frame: bytes, input_size: int | None = None) -> tuple[int, by
     """``(seq, payload)`` of a binary request, unpacked; :class:`FrameError` names what is wrong.
 
     The host never needs this; the reference device in the tests does, with the same checks in the
-    same order as the firmware (``input_size``: the only non-zero size the model accepts).
+    same order as the firmware (``input_size``: the only non-zero size the model accepts, in bytes).
     """
     if len(frame) < HEADER.size + CRC.size:
         raise FrameError(ErrorCode.SHORT.label)
@@ -191,15 +215,15 @@ def decode_request(frame: bytes, input_size: int | None = None) -> tuple[int, by
 
 def encode_result(seq: int, predicted: int, outputs: bytes | np.ndarray, cycles: int) -> bytes:
     """The binary result frame (used by the reference device in tests)."""
-    data = outputs.astype(np.int8).tobytes() if isinstance(outputs, np.ndarray) else bytes(outputs)
-    return _seal(RESULT_HEAD.pack(MAGIC_RESULT, seq, predicted, len(data)) + data
+    data = tensor_bytes(outputs)
+    return _seal(RESULT_HEAD.pack(MAGIC_RESULT, seq, predicted, _values_in(outputs)) + data
                  + struct.pack("<I", cycles & 0xFFFFFFFF))
 
 
 def encode_outputs(seq: int, outputs: bytes | np.ndarray, cycles: int) -> bytes:
     """The binary outputs frame of a non-classifier (used by the reference device in tests)."""
-    data = outputs.astype(np.int8).tobytes() if isinstance(outputs, np.ndarray) else bytes(outputs)
-    return _seal(OUTPUTS_HEAD.pack(MAGIC_OUTPUTS, seq, len(data)) + data + struct.pack("<I", cycles & 0xFFFFFFFF))
+    data = tensor_bytes(outputs)
+    return _seal(OUTPUTS_HEAD.pack(MAGIC_OUTPUTS, seq, _values_in(outputs)) + data + struct.pack("<I", cycles & 0xFFFFFFFF))
 
 
 def encode_info(info: Info) -> bytes:
@@ -214,8 +238,12 @@ def encode_error(seq: int, code: ErrorCode | int, received: int) -> bytes:
     return _seal(ERROR.pack(MAGIC_ERROR, seq, int(code), min(received, 0xFFFF)))
 
 
-def decode_reply(frame: bytes) -> Reply:
-    """Decode a binary result, info or error frame; :class:`FrameError` if it is damaged."""
+def decode_reply(frame: bytes, dtype: str = "int8") -> Reply:
+    """Decode a binary result, info or error frame; :class:`FrameError` if it is damaged.
+
+    ``dtype``: the model's output type, which sizes the values of result and outputs frames.
+    """
+    wire = _wire_type(dtype)
     if len(frame) < 4 + CRC.size:
         raise FrameError(f"reply of {len(frame)} bytes is too short")
     if crc16_fast(frame[:-CRC.size]) != CRC.unpack_from(frame, len(frame) - CRC.size)[0]:
@@ -226,19 +254,19 @@ def decode_reply(frame: bytes) -> Reply:
         if len(body) < RESULT_HEAD.size:
             raise FrameError("result frame too short")
         _, seq, predicted, count = RESULT_HEAD.unpack_from(body)
-        if len(body) != RESULT_HEAD.size + count + 4:
-            raise FrameError(f"result frame of {len(body)} bytes does not hold {count} outputs")
-        outputs = tuple(np.frombuffer(body, np.int8, count, RESULT_HEAD.size).tolist())
-        (cycles,) = struct.unpack_from("<I", body, RESULT_HEAD.size + count)
+        if len(body) != RESULT_HEAD.size + count * wire.itemsize + 4:
+            raise FrameError(f"result frame of {len(body)} bytes does not hold {count} {dtype} outputs")
+        outputs = tuple(np.frombuffer(body, wire, count, RESULT_HEAD.size).tolist())
+        (cycles,) = struct.unpack_from("<I", body, RESULT_HEAD.size + count * wire.itemsize)
         return Result(seq, predicted, outputs, cycles)
     if magic == MAGIC_OUTPUTS:
         if len(body) < OUTPUTS_HEAD.size:
             raise FrameError("outputs frame too short")
         _, seq, count = OUTPUTS_HEAD.unpack_from(body)
-        if len(body) != OUTPUTS_HEAD.size + count + 4:
-            raise FrameError(f"outputs frame of {len(body)} bytes does not hold {count} outputs")
-        outputs = tuple(np.frombuffer(body, np.int8, count, OUTPUTS_HEAD.size).tolist())
-        (cycles,) = struct.unpack_from("<I", body, OUTPUTS_HEAD.size + count)
+        if len(body) != OUTPUTS_HEAD.size + count * wire.itemsize + 4:
+            raise FrameError(f"outputs frame of {len(body)} bytes does not hold {count} {dtype} outputs")
+        outputs = tuple(np.frombuffer(body, wire, count, OUTPUTS_HEAD.size).tolist())
+        (cycles,) = struct.unpack_from("<I", body, OUTPUTS_HEAD.size + count * wire.itemsize)
         return Result(seq, NO_CLASS, outputs, cycles)
     if magic == MAGIC_INFO:
         if len(body) != INFO.size:
@@ -257,8 +285,9 @@ def decode_reply(frame: bytes) -> Reply:
     raise FrameError(f"unknown reply magic {magic!r}")
 
 
-def parse_device_line(line: str) -> Reply | None:
-    """A line the device printed: a reply, ``None`` for ordinary console text.
+def parse_device_line(line: str, dtype: str = "int8") -> Reply | None:
+    """A line the device printed: a reply, ``None`` for ordinary console text (``dtype``: the
+    model's output type, as for :func:`decode_reply`).
 
     Raises :class:`FrameError` for a protocol line that is damaged (bad hex, CRC or layout), so the
     caller can count it and retry instead of mistaking it for console text.
@@ -270,7 +299,7 @@ def parse_device_line(line: str) -> Reply | None:
         frame = bytes.fromhex(line[1:])
     except ValueError:
         raise FrameError("reply line is not valid hex") from None
-    reply = decode_reply(frame)
+    reply = decode_reply(frame, dtype)
     expected_marker = ERROR_MARKER if isinstance(reply, ErrorReply) else REPLY_MARKER
     if line[0] != expected_marker:
         raise FrameError(f"reply frame under the wrong marker {line[0]!r}")

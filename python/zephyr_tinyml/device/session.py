@@ -69,12 +69,14 @@ class Session:
     of None adapts to the model: an inference takes from microseconds to seconds (a generator on
     a 12 MHz Cortex-M3: 4.5 s), so until the first result arrives an attempt waits
     ``first_timeout``, afterwards ``ADAPTIVE_FACTOR`` times the slowest reply so far, at least
-    ``DEFAULT_TIMEOUT``.
+    ``DEFAULT_TIMEOUT``. ``output_type``: the model's output type ("int8", or "int16" for a 16x8
+    model), which sizes the values in its replies.
     """
 
     def __init__(self, link: Link, timeout: float | None = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
-                 console_tail: int = 50, first_timeout: float = FIRST_TIMEOUT):
+                 console_tail: int = 50, first_timeout: float = FIRST_TIMEOUT, output_type: str = "int8"):
         self.link = link
+        self.output_type = output_type
         self.timeout = timeout
         self.first_timeout = first_timeout
         self.slowest = 0.0          # seconds, the slowest inference reply so far
@@ -147,7 +149,7 @@ class Session:
                 self.stats.timeouts += 1
                 return None, f"no reply within {timeout:g} s"
             try:
-                reply = parse_device_line(line)
+                reply = parse_device_line(line, self.output_type)
             except FrameError as exc:
                 self.stats.corrupt_replies += 1
                 return None, f"damaged reply ({exc})"

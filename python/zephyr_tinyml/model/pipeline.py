@@ -149,7 +149,7 @@ def build_model(spec: Spec, options: BuildOptions, ui: UI) -> BuildResult:
         return float_model
 
     with stages.stage("model" if kind == "tflite" else "quantize",
-                      "int8 .tflite as given" if kind == "tflite" else "committed" if source == "committed" else "") \
+                      ".tflite as given" if kind == "tflite" else "committed" if source == "committed" else "") \
             as timer:
         if tflite_file is not None:
             tflite, timer.cached = tflite_file, True

@@ -18,15 +18,16 @@ def summary_table(result: BuildResult) -> Table:
         return f"{value:.2f} %" if value is not None else f"n/a ({why})"
 
     no_labels = "no labelled data"
-    no_float = "int8 .tflite given" if result.spec.model.file and result.spec.model.file.suffix == ".tflite" \
+    no_float = "quantized .tflite given" if result.spec.model.file and result.spec.model.file.suffix == ".tflite" \
         else no_labels
     things = "images" if v.tflm_accuracy is not None else "inputs"
+    kind = "16x8" if result.info.input.dtype == "int16" else "int8"  # TFLite's 16-bit-activation mode, or full int8
     rows = [
         ("float accuracy", pct(v.float_accuracy, no_float)),
-        ("int8 TFLite accuracy (optimized kernels)", pct(v.tflite_accuracy, no_labels)),
-        ("int8 TFLite accuracy (reference kernels)", pct(v.tflite_ref_accuracy, no_labels)),
-        ("int8 TFLM accuracy", pct(v.tflm_accuracy, no_labels)),
-        ("float -> int8 drop", f"{v.accuracy_drop:.2f} points" if v.float_accuracy is not None else "n/a"),
+        (f"{kind} TFLite accuracy (optimized kernels)", pct(v.tflite_accuracy, no_labels)),
+        (f"{kind} TFLite accuracy (reference kernels)", pct(v.tflite_ref_accuracy, no_labels)),
+        (f"{kind} TFLM accuracy", pct(v.tflm_accuracy, no_labels)),
+        (f"float -> {kind} drop", f"{v.accuracy_drop:.2f} points" if v.float_accuracy is not None else "n/a"),
         (f"TFLM vs TFLite-reference: differing {things}", f"{v.ref_mismatches:,} / {v.images:,}"),
         ("  of which 1-LSB requantization rounding", f"{v.ref_rounding_mismatches:,}"
          + (f" (first differing op: {', '.join(f'{k} {n}' for k, n in v.ref_divergence_ops.items())})"

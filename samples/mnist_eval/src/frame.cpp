@@ -24,9 +24,9 @@ size_t ToHex(const uint8_t* data, size_t size, char* out)
 	return 2 * size;
 }
 
-bool Unpack(const uint8_t* in, size_t size, int8_t* out, size_t out_size)
+bool Unpack(const uint8_t* in, size_t size, uint8_t* out, size_t out_size)
 {
-	return tinyml::UnpackBits(in, size, reinterpret_cast<uint8_t*>(out), out_size);
+	return tinyml::UnpackBits(in, size, out, out_size);
 }
 
 namespace {

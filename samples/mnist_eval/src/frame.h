@@ -60,7 +60,7 @@ enum class Error : uint8_t {
  * about 3.5 times, and with them the time the UART takes. True when `in`
  * unpacks to exactly `out_size` bytes.
  */
-bool Unpack(const uint8_t* in, size_t size, int8_t* out, size_t out_size);
+bool Unpack(const uint8_t* in, size_t size, uint8_t* out, size_t out_size);
 
 /* CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no final xor. */
 uint16_t Crc16(const uint8_t* data, size_t size, uint16_t crc = 0xFFFF);

@@ -3,9 +3,9 @@
  *
  * On-device evaluation of the generated model: the host streams test images
  * over the console UART, one hex-encoded frame per line, and this app answers
- * each with the whole int8 output tensor (and, for a classifier, the predicted
- * class) and the cycles Invoke() took, so the host can compare them with host
- * TFLM bit for bit.
+ * each with the whole output tensor (int8, or int16 little-endian for a 16x8
+ * model; for a classifier also the predicted class) and the cycles Invoke()
+ * took, so the host can compare them with host TFLM bit for bit.
  * Protocol: docs/protocol.md. Everything else on the console (boot banner,
  * TFLM messages) is plain text the host ignores.
  *
@@ -39,11 +39,11 @@ namespace {
 
 using evalproto::Error;
 
-/* The protocol's frames carry int8 tensors (docs/protocol.md); `tinyml eval` refuses other models
- * before it builds this app, and a 16x8 model is checked on the device by its self test. */
-static_assert(sizeof(tinyml::InputType) == 1 && sizeof(tinyml::OutputType) == 1,
-	      "samples/mnist_eval streams full-int8 models; check a 16x8 model with its self test "
-	      "(tinyml build ... --run)");
+/* Frames carry the tensors' bytes as the model types them (docs/protocol.md): int8, or a 16x8
+ * model's int16 in the device's (and the protocol's) little-endian order. Counts in frames are
+ * values, lengths are bytes. */
+static_assert(sizeof(tinyml::InputType) <= 2 && sizeof(tinyml::OutputType) <= 2,
+	      "samples/mnist_eval streams int8 and int16 tensors");
 
 const struct device* const uart = DEVICE_DT_GET(DT_CHOSEN(zephyr_console));
 
@@ -60,7 +60,7 @@ const struct device* const uart = DEVICE_DT_GET(DT_CHOSEN(zephyr_console));
  * while the host waits for a reply.
  */
 constexpr uint32_t kLongestRequestLine =
-	1 + 2 * (evalproto::kHeaderSize + evalproto::PackedBound(tinyml::kInputSize) + evalproto::kCrcSize) + 2;
+	1 + 2 * (evalproto::kHeaderSize + evalproto::PackedBound(tinyml::kInputBytes) + evalproto::kCrcSize) + 2;
 constexpr uint32_t RingSizeFor(uint32_t chars)
 {
 	uint32_t size = 64;
@@ -78,15 +78,15 @@ bool dropping;               /* ISR only: characters of this line were dropped *
 K_SEM_DEFINE(rx_ready, 0, 1);
 
 /* Decoded request: header, payload (packed or not) and CRC of the largest valid frame. */
-uint8_t frame_buffer[evalproto::kHeaderSize + evalproto::PackedBound(tinyml::kInputSize) +
+uint8_t frame_buffer[evalproto::kHeaderSize + evalproto::PackedBound(tinyml::kInputBytes) +
 		     evalproto::kCrcSize];
 
 /*
  * A classifier answers with a result frame (`TR`: class, scores); any other model (a generator's
- * image, kOutputSize up to 65,535 bytes) with an outputs frame (`TO`: the whole output tensor).
+ * image, kOutputBytes up to 65,535 bytes) with an outputs frame (`TO`: the whole output tensor).
  */
 constexpr bool kClassScores = tinyml::kOutputSize == tinyml::kNumClasses && tinyml::kNumClasses <= 255;
-constexpr size_t kResultFrame = kClassScores ? 10 + tinyml::kNumClasses : 10 + tinyml::kOutputSize;
+constexpr size_t kResultFrame = 10 + tinyml::kOutputBytes;
 uint8_t result_frame[kResultFrame + evalproto::kCrcSize];
 
 /* Longest reply: marker, hex of the info or result frame with its CRC, newline, NUL. */
@@ -194,8 +194,8 @@ int Fail(const char* what)
  * every op's output is what the secure world keeps to itself.
  */
 psa_handle_t service;
-int8_t input_buffer[tinyml::kInputSize];
-int8_t output_buffer[tinyml::kOutputSize];
+uint8_t input_buffer[tinyml::kInputBytes];
+uint8_t output_buffer[tinyml::kOutputBytes];
 
 int StartModel(ModelFacts* facts)
 {
@@ -208,8 +208,8 @@ int StartModel(ModelFacts* facts)
 	if (psa_call(service, TINYML_SECURE_INFO, nullptr, 0, &out, 1) != PSA_SUCCESS) {
 		return Fail("the partition's INFO call failed");
 	}
-	if (info.input_size != (uint32_t)tinyml::kInputSize ||
-	    info.output_size != (uint32_t)tinyml::kOutputSize) {
+	if (info.input_size != (uint32_t)tinyml::kInputBytes ||
+	    info.output_size != (uint32_t)tinyml::kOutputBytes) {
 		return Fail("the partition's model is not this app's (input/output sizes differ)");
 	}
 	if (!info.started) {
@@ -219,13 +219,13 @@ int StartModel(ModelFacts* facts)
 	return 0;
 }
 
-int8_t* InputBuffer()
+uint8_t* InputBuffer()
 {
 	return input_buffer;
 }
 
 /* Runs the input buffer's input; the output bytes, or nullptr when the service failed. */
-const int8_t* Infer(bool /* trace */, uint16_t /* seq */)
+const uint8_t* Infer(bool /* trace */, uint16_t /* seq */)
 {
 	psa_invec in = {input_buffer, sizeof(input_buffer)};
 	psa_outvec out = {output_buffer, sizeof(output_buffer)};
@@ -248,9 +248,9 @@ int StartModel(ModelFacts* facts)
 	return 0;
 }
 
-int8_t* InputBuffer()
+uint8_t* InputBuffer()
 {
-	return interpreter->input(0)->data.int8;
+	return interpreter->input(0)->data.uint8;
 }
 
 /*
@@ -258,13 +258,13 @@ int8_t* InputBuffer()
  * it); a trace request (the host saw this input differ) prints every op's output first.
  * The output bytes, or nullptr when TFLM failed.
  */
-const int8_t* Infer(bool trace, uint16_t seq)
+const uint8_t* Infer(bool trace, uint16_t seq)
 {
 	if (!trace && tinyml::StartFresh(interpreter) != kTfLiteOk) {
 		return nullptr;
 	}
 	const TfLiteStatus status = trace ? tinyml::TraceInvoke(interpreter, seq) : interpreter->Invoke();
-	return status == kTfLiteOk ? interpreter->output(0)->data.int8 : nullptr;
+	return status == kTfLiteOk ? interpreter->output(0)->data.uint8 : nullptr;
 }
 #endif
 
@@ -284,27 +284,25 @@ void SendInfo(uint16_t seq, const ModelFacts& facts)
 	Send(evalproto::kReplyMarker, frame, 26);
 }
 
-void SendResult(uint16_t seq, const int8_t* outputs, uint32_t cycles)
+/* `outputs`: the output tensor's bytes (kOutputSize values of OutputType). */
+void SendResult(uint16_t seq, const uint8_t* outputs, uint32_t cycles)
 {
 	uint8_t* frame = result_frame;
-	size_t size;
 	if constexpr (kClassScores) {
 		memcpy(frame, evalproto::kMagicResult, 2);
 		PutU16(frame + 2, seq);
-		frame[4] = (uint8_t)tinyml::ArgMax(outputs);
+		tinyml::OutputType scores[kClassScores ? tinyml::kNumClasses : 1];
+		memcpy(scores, outputs, sizeof(scores)); /* the bytes as the model's values, aligned */
+		frame[4] = (uint8_t)tinyml::ArgMax(scores);
 		frame[5] = (uint8_t)tinyml::kNumClasses;
-		memcpy(frame + 6, outputs, tinyml::kNumClasses);
-		PutU32(frame + 6 + tinyml::kNumClasses, cycles);
-		size = 10 + tinyml::kNumClasses;
 	} else {
 		memcpy(frame, evalproto::kMagicOutputs, 2);
 		PutU16(frame + 2, seq);
 		PutU16(frame + 4, (uint16_t)tinyml::kOutputSize);
-		memcpy(frame + 6, outputs, tinyml::kOutputSize);
-		PutU32(frame + 6 + tinyml::kOutputSize, cycles);
-		size = 10 + tinyml::kOutputSize;
 	}
-	Send(evalproto::kReplyMarker, frame, size);
+	memcpy(frame + 6, outputs, tinyml::kOutputBytes);
+	PutU32(frame + 6 + tinyml::kOutputBytes, cycles);
+	Send(evalproto::kReplyMarker, frame, 10 + tinyml::kOutputBytes);
 }
 
 }  // namespace
@@ -320,7 +318,7 @@ int main(void)
 	}
 
 	evalproto::LineAssembler assembler(frame_buffer, sizeof(frame_buffer),
-					   (uint16_t)tinyml::kInputSize);
+					   (uint16_t)tinyml::kInputBytes);
 	uart_irq_callback_user_data_set(uart, UartIsr, nullptr);
 	uart_irq_rx_enable(uart);
 	/*
@@ -354,14 +352,14 @@ int main(void)
 				break;
 			}
 			if (!request.packed) {
-				memcpy(InputBuffer(), request.payload, tinyml::kInputSize);
+				memcpy(InputBuffer(), request.payload, tinyml::kInputBytes);
 			} else if (!evalproto::Unpack(request.payload, request.length, InputBuffer(),
-						      tinyml::kInputSize)) {
+						      tinyml::kInputBytes)) {
 				SendError(request.seq, Error::kBadSize, request.length);
 				break;
 			}
 			const uint32_t start = k_cycle_get_32();
-			const int8_t* outputs = Infer(request.trace, request.seq);
+			const uint8_t* outputs = Infer(request.trace, request.seq);
 			const uint32_t cycles = k_cycle_get_32() - start;
 			if (outputs == nullptr) {
 				SendError(request.seq, Error::kInvoke, request.length);
